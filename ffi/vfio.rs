@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VFIO devices: a `#[vtable]` trait for `struct vfio_device_ops` and the
+//! registration of emulated-IOMMU devices.
+//!
+//! C header: [`include/linux/vfio.h`](srctree/include/linux/vfio.h).
+//!
+//! The C core allocates `struct vfio_device` (it must come first in the
+//! allocation) and frees it when its last reference goes. Rust data hangs off
+//! it as a boxed pointer set right after allocation and dropped from the
+//! `release` op, so the data lives exactly as long as the VFIO device.
+
+use super::bindings as vb;
+use core::marker::PhantomData;
+use kernel::{
+    bindings,
+    error::{from_err_ptr, from_result, to_result, VTABLE_DEFAULT_ERROR},
+    prelude::*,
+    uaccess::{UserPtr, UserSlice, UserSliceReader, UserSliceWriter},
+};
+
+/// What `VFIO_DEVICE_GET_REGION_INFO` reports for a region.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RegionInfo {
+    /// The region's offset on the device file descriptor.
+    pub(crate) offset: u64,
+    /// The region's size in bytes (zero for a region that is not there).
+    pub(crate) size: u64,
+    /// `VFIO_REGION_INFO_FLAG_*`.
+    pub(crate) flags: u32,
+}
+
+/// The operations of a VFIO device, called by the VFIO core.
+///
+/// Optional operations that are not implemented are left `NULL` in the C
+/// table, so the core applies its own default.
+#[vtable]
+pub(crate) trait VfioOps: Sized + Send + Sync {
+    /// The name the core reports for the device's ops.
+    const NAME: &'static CStr;
+
+    /// The device file was opened for the first time.
+    fn open_device(&self) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// The last user of the device closed it.
+    fn close_device(&self) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// `read()` on the device file at `pos`; returns the bytes copied.
+    fn read(&self, out: &mut UserSliceWriter, pos: i64) -> Result<usize>;
+
+    /// `write()` on the device file at `pos`; returns the bytes consumed.
+    fn write(&self, input: &mut UserSliceReader, pos: i64) -> Result<usize>;
+
+    /// Any device ioctl the VFIO core does not handle itself.
+    fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize>;
+
+    /// Region `index` for `VFIO_DEVICE_GET_REGION_INFO`, which the core owns.
+    fn region_info(&self, index: u32) -> Result<RegionInfo>;
+
+    /// The core asks userspace to release the device (the `count`th time).
+    fn request(&self, _count: u32) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// The allocation the VFIO core makes for a device of ours.
+///
+/// # Invariants
+///
+/// `vdev` is first, as `_vfio_alloc_device()` requires. `data` is null until
+/// [`Registration::new`] stores a leaked `KBox<T>` in it, which is then owned
+/// by this allocation and dropped in `release`.
+#[repr(C)]
+struct Raw<T> {
+    vdev: vb::vfio_device,
+    data: *const T,
+}
+
+/// The C table of operations for `T`.
+struct VTable<T>(PhantomData<T>);
+
+impl<T: VfioOps> VTable<T> {
+    const OPS: vb::vfio_device_ops = vb::vfio_device_ops {
+        name: T::NAME.as_ptr().cast_mut().cast(),
+        init: None,
+        release: Some(release::<T>),
+        bind_iommufd: Some(vb::vfio_iommufd_emulated_bind),
+        unbind_iommufd: Some(vb::vfio_iommufd_emulated_unbind),
+        attach_ioas: Some(vb::vfio_iommufd_emulated_attach_ioas),
+        detach_ioas: Some(vb::vfio_iommufd_emulated_detach_ioas),
+        pasid_attach_ioas: None,
+        pasid_detach_ioas: None,
+        open_device: if T::HAS_OPEN_DEVICE {
+            Some(open_device::<T>)
+        } else {
+            None
+        },
+        close_device: if T::HAS_CLOSE_DEVICE {
+            Some(close_device::<T>)
+        } else {
+            None
+        },
+        read: Some(read::<T>),
+        write: Some(write::<T>),
+        ioctl: Some(ioctl::<T>),
+        get_region_info_caps: Some(get_region_info_caps::<T>),
+        mmap: None,
+        request: if T::HAS_REQUEST {
+            Some(request::<T>)
+        } else {
+            None
+        },
+        match_: None,
+        match_token_uuid: None,
+        dma_unmap: None,
+        device_feature: None,
+    };
+
+    /// The table, in static memory.
+    const fn build() -> &'static vb::vfio_device_ops {
+        &Self::OPS
+    }
+}
+
+/// Returns the data of a device of ours.
+///
+/// # Safety
+///
+/// `vdev` is a device allocated by [`Registration::new`] for `T`, whose
+/// `data` has been set and not yet released, for the lifetime `'a`.
+unsafe fn data<'a, T>(vdev: *mut vb::vfio_device) -> &'a T {
+    // SAFETY: By the function's contract `vdev` is the first field of a live
+    // `Raw<T>` (it is `#[repr(C)]`) whose `data` points to a live `T`.
+    unsafe { &*(*vdev.cast::<Raw<T>>()).data }
+}
+
+/// # Safety
+///
+/// Called by the VFIO core once, when the last reference to `vdev` goes.
+unsafe extern "C" fn release<T: VfioOps>(vdev: *mut vb::vfio_device) {
+    // SAFETY: `vdev` is the first field of a `Raw<T>`, see `Registration::new`.
+    let raw = unsafe { &mut *vdev.cast::<Raw<T>>() };
+    if !raw.data.is_null() {
+        // SAFETY: By the invariant of `Raw`, a non-null `data` is a leaked
+        // `KBox<T>` owned by this allocation; nothing uses it after release.
+        drop(unsafe { KBox::from_raw(raw.data.cast_mut()) });
+        raw.data = core::ptr::null();
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours.
+unsafe extern "C" fn open_device<T: VfioOps>(vdev: *mut vb::vfio_device) -> c_int {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    from_result(|| d.open_device().map(|()| 0))
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours.
+unsafe extern "C" fn close_device<T: VfioOps>(vdev: *mut vb::vfio_device) {
+    // SAFETY: Registered devices have their data set until release.
+    unsafe { data::<T>(vdev) }.close_device();
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours, with a user
+/// buffer of `count` bytes and a valid position pointer.
+unsafe extern "C" fn read<T: VfioOps>(
+    vdev: *mut vb::vfio_device,
+    buf: *mut c_char,
+    count: usize,
+    ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    // SAFETY: The core passes the file's position, valid for this call.
+    let pos = unsafe { *ppos };
+    let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
+    from_result(|| {
+        let n = d.read(&mut out, pos)?;
+        // SAFETY: As above; the position advances by what was read.
+        unsafe { *ppos = pos.saturating_add(n as i64) };
+        Ok(n as isize)
+    })
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours, with a user
+/// buffer of `count` bytes and a valid position pointer.
+unsafe extern "C" fn write<T: VfioOps>(
+    vdev: *mut vb::vfio_device,
+    buf: *const c_char,
+    count: usize,
+    ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    // SAFETY: The core passes the file's position, valid for this call.
+    let pos = unsafe { *ppos };
+    let mut input = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
+    from_result(|| {
+        let n = d.write(&mut input, pos)?;
+        // SAFETY: As above; the position advances by what was written.
+        unsafe { *ppos = pos.saturating_add(n as i64) };
+        Ok(n as isize)
+    })
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours.
+unsafe extern "C" fn ioctl<T: VfioOps>(
+    vdev: *mut vb::vfio_device,
+    cmd: c_uint,
+    arg: c_ulong,
+) -> c_long {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    from_result(|| d.ioctl(cmd, arg as usize).map(|r| r as c_long))
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours, with `info`
+/// valid for reads and writes for the duration of the call.
+unsafe extern "C" fn get_region_info_caps<T: VfioOps>(
+    vdev: *mut vb::vfio_device,
+    info: *mut vb::vfio_region_info,
+    _caps: *mut vb::vfio_info_cap,
+) -> c_int {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    // SAFETY: The core passes its own copy of the user's argument.
+    let info = unsafe { &mut *info };
+    from_result(|| {
+        let r = d.region_info(info.index)?;
+        info.offset = r.offset;
+        info.size = r.size;
+        info.flags = r.flags;
+        Ok(0)
+    })
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours.
+unsafe extern "C" fn request<T: VfioOps>(vdev: *mut vb::vfio_device, count: c_uint) {
+    // SAFETY: Registered devices have their data set until release.
+    unsafe { data::<T>(vdev) }.request(count);
+}
+
+/// A VFIO device registered with an emulated IOMMU (the mdev kind).
+///
+/// # Invariants
+///
+/// `vdev` is a device of ours with its data set, registered with
+/// `vfio_register_emulated_iommu_dev()`, and this value holds one reference
+/// to it. [`Drop`] unregisters it (waiting for users to close it, and asking
+/// them with `request` meanwhile) and drops the reference.
+pub(crate) struct Registration<T: VfioOps> {
+    vdev: *mut vb::vfio_device,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: The registration is only a handle; the core's functions on it may
+// be called from any thread.
+unsafe impl<T: VfioOps> Send for Registration<T> {}
+// SAFETY: No `&self` method touches the device.
+unsafe impl<T: VfioOps> Sync for Registration<T> {}
+
+impl<T: VfioOps> Registration<T> {
+    /// Allocates a VFIO device for the (mdev) device `dev`, hands it `data`
+    /// and registers it with an emulated IOMMU.
+    ///
+    /// # Safety
+    ///
+    /// `dev` is a live device that outlives the registration.
+    pub(crate) unsafe fn new(dev: *mut bindings::device, data: Pin<KBox<T>>) -> Result<Self> {
+        // SAFETY: `dev` is live by the contract; the size covers `Raw<T>`,
+        // whose first field is the `vfio_device`, and the ops table is static.
+        let vdev = from_err_ptr(unsafe {
+            vb::_vfio_alloc_device(size_of::<Raw<T>>(), dev, VTable::<T>::build())
+        })?;
+        // SAFETY: The allocation is a zeroed `Raw<T>`; storing the data
+        // transfers its ownership to the allocation (see `release`). The data
+        // stays pinned: it is only ever dropped in place, never moved.
+        unsafe { (*vdev.cast::<Raw<T>>()).data = KBox::into_raw(Pin::into_inner_unchecked(data)) };
+        // SAFETY: `vdev` was fully set up above.
+        let ret = to_result(unsafe { vb::vfio_register_emulated_iommu_dev(vdev) });
+        if let Err(e) = ret {
+            // SAFETY: Drops the allocation's only reference; `release` then
+            // drops the data.
+            unsafe { bindings::put_device(&raw mut (*vdev).device) };
+            return Err(e);
+        }
+        Ok(Self {
+            vdev,
+            _t: PhantomData,
+        })
+    }
+
+    /// The Rust data of the device.
+    pub(crate) fn data(&self) -> &T {
+        // SAFETY: By the type invariant the device and its data are live
+        // while the registration exists.
+        unsafe { data::<T>(self.vdev) }
+    }
+}
+
+impl<T: VfioOps> Drop for Registration<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the device is registered, and this is
+        // the only place it is unregistered and our reference dropped.
+        unsafe {
+            vb::vfio_unregister_group_dev(self.vdev);
+            bindings::put_device(&raw mut (*self.vdev).device);
+        }
+    }
+}

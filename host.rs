@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Host build of rmdev's kernel-free code, for `cargo test`.
+//!
+//! The kernel module compiles the same files as modules of its crate, at the
+//! same paths (`crate::vfio_pci_core::emul`, `crate::sysfs::pool`, ...); this
+//! root only gathers them so that their unit tests run on the host. Items that
+//! only the kernel glue uses look unused here, hence `dead_code` is allowed.
+
+#![no_std]
+#![allow(dead_code)]
+
+/// The kernel-free part of the library.
+pub mod vfio_pci_core {
+    pub mod emul;
+}
+
+/// The kernel-free part of the type lifecycle.
+pub mod sysfs {
+    pub mod buf;
+    pub mod pool;
+    pub mod types;
+}
+
+/// The kernel-free part of the device personalities.
+pub mod mdev_parent {
+    pub mod uart;
+}

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The mdev parent driver and its device personalities.
+//!
+//! The one personality so far is a PCI serial card with one or two 16550A
+//! ports, guest-compatible with the kernel's `mtty` sample (same IDs, class
+//! and BAR layout), built on [`crate::vfio_pci_core`] through its hooks only.
+
+pub(crate) mod uart;
+
+use crate::ffi::mdev::{MdevDriver, TypeInfo};
+use crate::sysfs::{buf::Buf, pool::Pool, types::TYPES};
+use crate::vfio_pci_core::{
+    emul::config::{reg, Bar, ConfigSpace},
+    Ctx, PciCore, PciDevice,
+};
+use core::fmt::{self, Write};
+use kernel::{prelude::*, sync::Arc};
+use uart::Uart;
+
+/// PCI identity of the serial card, the same as mtty's so a stock guest's
+/// `8250_pci` binds it: vendor 0x4348 (WCH), device 0x3253, class 07h/00h
+/// prog-if 02h (16550-compatible serial controller).
+const VENDOR: u16 = 0x4348;
+const DEVICE: u16 = 0x3253;
+const CLASS_PROG: u32 = 0x07_00_02;
+const REVISION: u8 = 0x10;
+/// One port per 8-byte I/O BAR.
+const PORT_BAR_SIZE: u32 = 8;
+
+/// The serial card personality: `ports` 16550A ports.
+pub(crate) struct Serial {
+    ports: usize,
+    /// The pool the ports came from; they go back when the instance goes.
+    pool: Arc<Pool>,
+}
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        self.pool.give(self.ports as u32);
+    }
+}
+
+/// Per-instance mutable state: the ports.
+pub(crate) struct SerialState {
+    ports: [Uart; 2],
+}
+
+impl SerialState {
+    fn update_irq(&self, n: usize, ctx: &mut Ctx) {
+        let level = self.ports[..n].iter().any(Uart::irq);
+        ctx.set_irq(level);
+    }
+}
+
+impl PciDevice for Serial {
+    type State = SerialState;
+    const NAME: &'static CStr = c"rmdev-serial";
+
+    fn config(&self) -> ConfigSpace {
+        let mut c = ConfigSpace::with_header(VENDOR, DEVICE, CLASS_PROG, REVISION);
+        c.set(reg::SUBSYS_VENDOR, 2, VENDOR.into());
+        c.set(reg::SUBSYS_ID, 2, DEVICE.into());
+        // Decode I/O from the start, as mtty does.
+        c.set(reg::COMMAND, 2, reg::CMD_IO.into());
+        c.set(reg::INT_PIN, 1, 1);
+        for i in 0..6 {
+            c.set_bar(i, self.bar(i));
+        }
+        c
+    }
+
+    fn bar(&self, index: usize) -> Bar {
+        if index < self.ports {
+            Bar::Io(PORT_BAR_SIZE)
+        } else {
+            Bar::None
+        }
+    }
+
+    fn bar_read(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &mut [u8]) {
+        let n = state.ports.len();
+        if let Some(port) = state.ports.get_mut(bar) {
+            for (i, b) in data.iter_mut().enumerate() {
+                *b = port.read(off + i as u64);
+            }
+        }
+        state.update_irq(n, ctx);
+    }
+
+    fn bar_write(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &[u8]) {
+        let n = state.ports.len();
+        if let Some(port) = state.ports.get_mut(bar) {
+            for (i, &b) in data.iter().enumerate() {
+                port.write(off + i as u64, b);
+            }
+        }
+        state.update_irq(n, ctx);
+    }
+
+    fn reset(state: &mut SerialState, ctx: &mut Ctx) {
+        state.ports = [Uart::new(), Uart::new()];
+        ctx.set_irq(false);
+    }
+}
+
+/// The mdev driver: types backed by one pool of ports.
+pub(crate) struct SerialDriver {
+    pool: Arc<Pool>,
+    types: [TypeInfo; 2],
+}
+
+impl SerialDriver {
+    /// A driver drawing on `pool`.
+    pub(crate) fn new(pool: Arc<Pool>) -> Self {
+        Self {
+            pool,
+            types: [0, 1].map(|i| TypeInfo {
+                sysfs_name: TYPES[i].sysfs_name,
+                pretty_name: TYPES[i].pretty_name,
+            }),
+        }
+    }
+}
+
+impl MdevDriver for SerialDriver {
+    type Instance = PciCore<Serial>;
+    const NAME: &'static CStr = c"rmdev";
+    const ATTR_GROUP: &'static CStr = c"rmdev";
+    const ATTR_NAME: &'static CStr = c"state";
+
+    fn types(&self) -> &[TypeInfo] {
+        &self.types
+    }
+
+    fn probe(&self, index: usize) -> Result<Pin<KBox<Self::Instance>>> {
+        let t = TYPES.get(index).ok_or(EINVAL)?;
+        if !self.pool.try_take(t.ports) {
+            return Err(ENOSPC);
+        }
+        // From here the ports are owned by `Serial`, whose drop returns them,
+        // on the error paths below as well.
+        let dev = Serial {
+            ports: t.ports as usize,
+            pool: self.pool.clone(),
+        };
+        let state = SerialState {
+            ports: [Uart::new(), Uart::new()],
+        };
+        KBox::pin_init(PciCore::new(dev, state), GFP_KERNEL)
+    }
+
+    fn available(&self, index: usize) -> u32 {
+        TYPES.get(index).map_or(0, |t| self.pool.available(t.ports))
+    }
+
+    fn description(&self, index: usize, out: &mut Buf<'_>) -> fmt::Result {
+        match TYPES.get(index) {
+            Some(t) => writeln!(out, "{}", t.description),
+            None => Ok(()),
+        }
+    }
+
+    fn show_instance(instance: &Self::Instance, out: &mut Buf<'_>) -> fmt::Result {
+        let ports = instance.device().ports;
+        instance.with_state(|s, ctx| {
+            writeln!(out, "irqs {}", ctx.irqs_delivered())?;
+            for (i, p) in s.ports[..ports].iter().enumerate() {
+                let st = p.stats();
+                writeln!(
+                    out,
+                    "port{} divisor {} lcr {:#04x} mcr {:#04x} tx {} rx {} overrun {}",
+                    i, st.divisor, st.lcr, st.mcr, st.tx, st.rx, st.overruns
+                )?;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A 16550A UART register model (kernel-free).
+//!
+//! Registers, FIFOs and interrupt causes follow the 16550A datasheet. What
+//! the guest transmits is looped back to the same port's receiver, as mtty
+//! does, and it is transmitted at once: the transmitter is always empty again
+//! right after a write. The receive FIFO holds 16 bytes; a byte arriving when
+//! it is full is lost and sets the overrun bit, as on real hardware.
+
+/// Register offsets within the port's 8-byte I/O window.
+pub(crate) mod off {
+    pub(crate) const RBR_THR_DLL: u64 = 0;
+    pub(crate) const IER_DLM: u64 = 1;
+    pub(crate) const IIR_FCR: u64 = 2;
+    pub(crate) const LCR: u64 = 3;
+    pub(crate) const MCR: u64 = 4;
+    pub(crate) const LSR: u64 = 5;
+    pub(crate) const MSR: u64 = 6;
+    pub(crate) const SCR: u64 = 7;
+}
+
+const IER_RDI: u8 = 1 << 0;
+const IER_THRI: u8 = 1 << 1;
+const IER_RLSI: u8 = 1 << 2;
+const IER_MSI: u8 = 1 << 3;
+
+const IIR_NO_INT: u8 = 0x01;
+const IIR_MSI: u8 = 0x00;
+const IIR_THRI: u8 = 0x02;
+const IIR_RDI: u8 = 0x04;
+const IIR_RLSI: u8 = 0x06;
+const IIR_TIMEOUT: u8 = 0x0c;
+const IIR_FIFO_ENABLED: u8 = 0xc0;
+
+const FCR_ENABLE: u8 = 1 << 0;
+const FCR_CLEAR_RCVR: u8 = 1 << 1;
+const FCR_CLEAR_XMIT: u8 = 1 << 2;
+
+const LCR_DLAB: u8 = 1 << 7;
+
+const MCR_DTR: u8 = 1 << 0;
+const MCR_RTS: u8 = 1 << 1;
+const MCR_OUT1: u8 = 1 << 2;
+const MCR_OUT2: u8 = 1 << 3;
+const MCR_LOOP: u8 = 1 << 4;
+
+const LSR_DR: u8 = 1 << 0;
+const LSR_OE: u8 = 1 << 1;
+const LSR_BI_FE_PE: u8 = 0x1c;
+const LSR_THRE: u8 = 1 << 5;
+const LSR_TEMT: u8 = 1 << 6;
+
+const MSR_DELTAS: u8 = 0x0f;
+const MSR_CTS: u8 = 1 << 4;
+const MSR_DSR: u8 = 1 << 5;
+const MSR_RI: u8 = 1 << 6;
+const MSR_DCD: u8 = 1 << 7;
+
+/// Depth of the receive FIFO.
+pub(crate) const FIFO_SIZE: usize = 16;
+
+/// A byte ring of [`FIFO_SIZE`] bytes that tells full from empty by count.
+#[derive(Clone)]
+struct Fifo {
+    buf: [u8; FIFO_SIZE],
+    head: usize,
+    len: usize,
+}
+
+impl Fifo {
+    const fn new() -> Self {
+        Self {
+            buf: [0; FIFO_SIZE],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, b: u8) -> bool {
+        if self.len == FIFO_SIZE {
+            return false;
+        }
+        self.buf[(self.head + self.len) % FIFO_SIZE] = b;
+        self.len += 1;
+        true
+    }
+
+    fn pop(&mut self) -> Option<u8> {
+        if self.len == 0 {
+            return None;
+        }
+        let b = self.buf[self.head];
+        self.head = (self.head + 1) % FIFO_SIZE;
+        self.len -= 1;
+        Some(b)
+    }
+
+    fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+    }
+}
+
+/// Line settings and counters, for the debug attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stats {
+    /// Divisor latch (115200 / divisor is the baud rate).
+    pub(crate) divisor: u16,
+    /// Line control register.
+    pub(crate) lcr: u8,
+    /// Modem control register.
+    pub(crate) mcr: u8,
+    /// Bytes the guest wrote to THR.
+    pub(crate) tx: u64,
+    /// Bytes the guest read from RBR.
+    pub(crate) rx: u64,
+    /// Bytes lost to overrun.
+    pub(crate) overruns: u64,
+}
+
+/// One 16550A port.
+#[derive(Clone)]
+pub(crate) struct Uart {
+    rx: Fifo,
+    ier: u8,
+    fcr: u8,
+    lcr: u8,
+    mcr: u8,
+    lsr: u8,
+    msr: u8,
+    scr: u8,
+    dll: u8,
+    dlm: u8,
+    /// A THR-empty interrupt is pending (cleared by reading IIR or writing THR).
+    thri_pending: bool,
+    tx: u64,
+    rx_count: u64,
+    overruns: u64,
+}
+
+impl Default for Uart {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Uart {
+    /// A port in its reset state: 9600 baud, FIFOs off, no interrupts.
+    pub(crate) const fn new() -> Self {
+        Self {
+            rx: Fifo::new(),
+            ier: 0,
+            fcr: 0,
+            lcr: 0,
+            mcr: 0,
+            lsr: LSR_THRE | LSR_TEMT,
+            // Outside loopback the line looks connected: CTS, DSR and DCD.
+            msr: MSR_CTS | MSR_DSR | MSR_DCD,
+            scr: 0,
+            dll: 12,
+            dlm: 0,
+            thri_pending: false,
+            tx: 0,
+            rx_count: 0,
+            overruns: 0,
+        }
+    }
+
+    fn dlab(&self) -> bool {
+        self.lcr & LCR_DLAB != 0
+    }
+
+    fn fifo_enabled(&self) -> bool {
+        self.fcr & FCR_ENABLE != 0
+    }
+
+    /// Receive trigger level from FCR bits 7:6.
+    fn rx_trigger(&self) -> usize {
+        if !self.fifo_enabled() {
+            return 1;
+        }
+        match self.fcr >> 6 {
+            0 => 1,
+            1 => 4,
+            2 => 8,
+            _ => 14,
+        }
+    }
+
+    /// The highest-priority pending interrupt, as IIR bits 3:0.
+    fn pending(&self) -> u8 {
+        if self.ier & IER_RLSI != 0 && self.lsr & (LSR_OE | LSR_BI_FE_PE) != 0 {
+            IIR_RLSI
+        } else if self.ier & IER_RDI != 0 && self.rx.len > 0 {
+            // Below the trigger level the data would wait for the character
+            // timeout; with no wire timing it is reported at once as such.
+            if self.rx.len >= self.rx_trigger() {
+                IIR_RDI
+            } else {
+                IIR_TIMEOUT
+            }
+        } else if self.ier & IER_THRI != 0 && self.thri_pending {
+            IIR_THRI
+        } else if self.ier & IER_MSI != 0 && self.msr & MSR_DELTAS != 0 {
+            IIR_MSI
+        } else {
+            IIR_NO_INT
+        }
+    }
+
+    /// Whether the port asserts its interrupt.
+    pub(crate) fn irq(&self) -> bool {
+        self.pending() != IIR_NO_INT
+    }
+
+    /// Modem status inputs: in loopback they follow the modem outputs.
+    fn update_msr(&mut self) {
+        let inputs = if self.mcr & MCR_LOOP != 0 {
+            (if self.mcr & MCR_RTS != 0 { MSR_CTS } else { 0 })
+                | (if self.mcr & MCR_DTR != 0 { MSR_DSR } else { 0 })
+                | (if self.mcr & MCR_OUT1 != 0 { MSR_RI } else { 0 })
+                | (if self.mcr & MCR_OUT2 != 0 { MSR_DCD } else { 0 })
+        } else {
+            MSR_CTS | MSR_DSR | MSR_DCD
+        };
+        let old = self.msr & 0xf0;
+        let mut deltas = self.msr & MSR_DELTAS;
+        let changed = old ^ inputs;
+        deltas |= (changed & (MSR_CTS | MSR_DSR | MSR_DCD)) >> 4;
+        // TERI: RI went from on to off.
+        if old & MSR_RI != 0 && inputs & MSR_RI == 0 {
+            deltas |= 1 << 2;
+        }
+        self.msr = inputs | deltas;
+    }
+
+    fn receive(&mut self, b: u8) {
+        if self.rx.push(b) {
+            self.lsr |= LSR_DR;
+        } else {
+            self.lsr |= LSR_OE;
+            self.overruns += 1;
+        }
+    }
+
+    /// A guest read of register `reg` (0-7).
+    pub(crate) fn read(&mut self, reg: u64) -> u8 {
+        match reg {
+            off::RBR_THR_DLL if self.dlab() => self.dll,
+            off::RBR_THR_DLL => match self.rx.pop() {
+                Some(b) => {
+                    self.rx_count += 1;
+                    if self.rx.len == 0 {
+                        self.lsr &= !LSR_DR;
+                    }
+                    b
+                }
+                None => 0,
+            },
+            off::IER_DLM if self.dlab() => self.dlm,
+            off::IER_DLM => self.ier,
+            off::IIR_FCR => {
+                let p = self.pending();
+                if p == IIR_THRI {
+                    self.thri_pending = false;
+                }
+                p | if self.fifo_enabled() {
+                    IIR_FIFO_ENABLED
+                } else {
+                    0
+                }
+            }
+            off::LCR => self.lcr,
+            off::MCR => self.mcr,
+            off::LSR => {
+                let v = self.lsr;
+                self.lsr &= !(LSR_OE | LSR_BI_FE_PE);
+                v
+            }
+            off::MSR => {
+                let v = self.msr;
+                self.msr &= !MSR_DELTAS;
+                v
+            }
+            off::SCR => self.scr,
+            _ => 0xff,
+        }
+    }
+
+    /// A guest write of `v` to register `reg` (0-7).
+    pub(crate) fn write(&mut self, reg: u64, v: u8) {
+        match reg {
+            off::RBR_THR_DLL if self.dlab() => self.dll = v,
+            off::RBR_THR_DLL => {
+                self.tx += 1;
+                // Sent at once and looped back to our own receiver.
+                self.receive(v);
+                self.thri_pending = true;
+            }
+            off::IER_DLM if self.dlab() => self.dlm = v,
+            off::IER_DLM => {
+                let was = self.ier;
+                self.ier = v & 0x0f;
+                // Enabling the THR-empty interrupt with THR empty raises it.
+                if was & IER_THRI == 0 && self.ier & IER_THRI != 0 {
+                    self.thri_pending = true;
+                }
+            }
+            off::IIR_FCR => {
+                if v & FCR_CLEAR_RCVR != 0 || (v ^ self.fcr) & FCR_ENABLE != 0 {
+                    self.rx.clear();
+                    self.lsr &= !LSR_DR;
+                }
+                let _ = v & FCR_CLEAR_XMIT; // Transmission is instant: nothing to clear.
+                self.fcr = v & 0xc9;
+            }
+            off::LCR => self.lcr = v,
+            off::MCR => {
+                self.mcr = v & 0x1f;
+                self.update_msr();
+            }
+            off::SCR => self.scr = v,
+            // LSR and MSR are read-only; writes to them are ignored.
+            _ => {}
+        }
+    }
+
+    /// Line settings and counters.
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            divisor: u16::from_le_bytes([self.dll, self.dlm]),
+            lcr: self.lcr,
+            mcr: self.mcr,
+            tx: self.tx,
+            rx: self.rx_count,
+            overruns: self.overruns,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    fn drain(u: &mut Uart) -> Vec<u8> {
+        let mut v = Vec::new();
+        while u.read(off::LSR) & LSR_DR != 0 {
+            v.push(u.read(off::RBR_THR_DLL));
+        }
+        v
+    }
+
+    #[test]
+    fn reset_state() {
+        let mut u = Uart::new();
+        assert_eq!(u.read(off::LSR), LSR_THRE | LSR_TEMT);
+        assert_eq!(u.read(off::IIR_FCR), IIR_NO_INT);
+        assert!(!u.irq());
+        assert_eq!(u.stats().divisor, 12);
+    }
+
+    #[test]
+    fn sixteen_byte_burst_loops_back_intact() {
+        // The 8250 driver sends 16 bytes per THR-empty interrupt; mtty
+        // wedges on this, the model must not.
+        let mut u = Uart::new();
+        u.write(
+            off::IIR_FCR,
+            FCR_ENABLE | FCR_CLEAR_RCVR | FCR_CLEAR_XMIT | 0x80,
+        );
+        let data: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(37)).collect();
+        for &b in &data {
+            u.write(off::RBR_THR_DLL, b);
+        }
+        assert_eq!(u.read(off::LSR) & LSR_OE, 0);
+        assert_eq!(drain(&mut u), data);
+        assert_eq!((u.stats().tx, u.stats().rx), (16, 16));
+    }
+
+    #[test]
+    fn overrun_sets_oe_and_loses_only_the_extra_byte() {
+        let mut u = Uart::new();
+        u.write(off::IER_DLM, IER_RLSI);
+        for b in 0..20u8 {
+            u.write(off::RBR_THR_DLL, b);
+        }
+        assert_eq!(u.read(off::IIR_FCR) & 0x0f, IIR_RLSI);
+        let lsr = u.read(off::LSR);
+        assert_ne!(lsr & LSR_OE, 0);
+        assert_eq!(u.read(off::LSR) & LSR_OE, 0, "reading LSR clears OE");
+        assert_eq!(drain(&mut u), (0..16).collect::<Vec<u8>>());
+        assert_eq!(u.stats().overruns, 4);
+    }
+
+    #[test]
+    fn interrupt_priorities_and_clearing() {
+        let mut u = Uart::new();
+        u.write(off::IIR_FCR, FCR_ENABLE | 0xc0); // Trigger level 14.
+        u.write(off::IER_DLM, IER_RDI | IER_THRI);
+        // Enabling THRI with THR empty raises it; reading IIR clears it.
+        assert_eq!(u.read(off::IIR_FCR), IIR_FIFO_ENABLED | IIR_THRI);
+        assert_eq!(u.read(off::IIR_FCR), IIR_FIFO_ENABLED | IIR_NO_INT);
+        // Data below the trigger level reports as a timeout, above as RDI,
+        // and both outrank THR empty.
+        u.write(off::RBR_THR_DLL, b'a');
+        assert_eq!(u.read(off::IIR_FCR) & 0x0f, IIR_TIMEOUT);
+        for _ in 0..13 {
+            u.write(off::RBR_THR_DLL, b'b');
+        }
+        assert_eq!(u.read(off::IIR_FCR) & 0x0f, IIR_RDI);
+        drain(&mut u);
+        assert_eq!(u.read(off::IIR_FCR) & 0x0f, IIR_THRI);
+        assert!(!u.irq());
+    }
+
+    #[test]
+    fn divisor_latch_and_scratch() {
+        let mut u = Uart::new();
+        u.write(off::LCR, LCR_DLAB | 0x03);
+        u.write(off::RBR_THR_DLL, 1);
+        u.write(off::IER_DLM, 0);
+        // With DLAB set, THR and IER are not touched.
+        assert_eq!(u.stats().tx, 0);
+        u.write(off::LCR, 0x03);
+        assert_eq!(u.read(off::IER_DLM), 0);
+        assert_eq!(u.stats().divisor, 1);
+        u.write(off::SCR, 0x5a);
+        assert_eq!(u.read(off::SCR), 0x5a);
+    }
+
+    #[test]
+    fn loopback_modem_lines_pass_the_8250_probe() {
+        // serial8250's autoconfig: MCR = LOOP | OUT2 | RTS, expects MSR 0x90.
+        let mut u = Uart::new();
+        u.write(off::MCR, MCR_LOOP | 0x0a);
+        assert_eq!(u.read(off::MSR) & 0xf0, MSR_DCD | MSR_CTS);
+        u.write(off::MCR, 0);
+        assert_eq!(u.read(off::MSR) & 0xf0, MSR_CTS | MSR_DSR | MSR_DCD);
+    }
+
+    #[test]
+    fn every_register_accepts_any_value() {
+        let mut u = Uart::new();
+        for reg in 0..8 {
+            for v in 0..=255u8 {
+                u.write(reg, v);
+                let _ = u.read(reg);
+            }
+        }
+        let _ = u.read(8);
+        u.write(u64::MAX, 1);
+    }
+}

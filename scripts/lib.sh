@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Common settings for rmdev's scripts. Sourced, never run.
+#
+# Everything fetched or built lives under $RMDEV_CACHE, outside the work
+# tree, so that a second run on the same machine rebuilds nothing.
+
+RMDEV_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RMDEV_CACHE=${RMDEV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rmdev}
+
+# The kernel series rmdev is built against. The newest 7.2.x Debian serves is
+# taken; a patch release is never pinned, because the archive drops old ones.
+RMDEV_KSERIES=7.2
+# The bindgen release the kernel's minimum (0.71.1) is satisfied by.
+RMDEV_BINDGEN_VERSION=0.72.1
+RMDEV_VIRTME_VERSION=1.42
+# LLVM suffix: bookworm/main ships clang-19, which kernel 7.2 accepts.
+RMDEV_LLVM=-19
+
+export PATH="$RMDEV_CACHE/tools/bin:$RMDEV_CACHE/venv/bin:$HOME/.cargo/bin:$PATH"
+export LIBCLANG_PATH=/usr/lib/llvm${RMDEV_LLVM}/lib
+
+log() { printf '[rmdev %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+	printf '[rmdev] error: %s\n' "$*" >&2
+	exit 1
+}
+
+# The private apt configuration used only for `apt-get download` of
+# architecture-independent packages from suites newer than the host's.
+# The host's own sources are never touched by this.
+papt_args() {
+	local d=$RMDEV_CACHE/apt
+	printf '%s\n' -o "Dir::Etc::SourceList=$d/sources.list" \
+		-o Dir::Etc::SourceParts=/dev/null \
+		-o "Dir::State=$d/state" -o "Dir::State::status=$d/status" \
+		-o "Dir::Cache=$d/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root \
+		-o APT::Get::AllowUnauthenticated=false
+}
+
+# The kernel build directory of the cached kernel, if one is built.
+kdir_file() { echo "$RMDEV_CACHE/kernel/current"; }
+rmdev_kdir() {
+	local f
+	f=$(kdir_file)
+	[ -f "$f" ] || die "no kernel built yet: run scripts/setup.sh (make setup)"
+	cat "$f"
+}
+
+# KVM detection: /dev/kvm may open on this machine kind yet boot no Linux
+# guest, so the answer comes from a bounded probe boot, cached per machine.
+rmdev_accel() {
+	if [ -n "${RMDEV_ACCEL:-}" ]; then
+		echo "$RMDEV_ACCEL"
+		return
+	fi
+	local f=$RMDEV_CACHE/accel
+	if [ -f "$f" ] && [ "$(cut -d' ' -f2 <"$f")" = "$(uname -r)" ]; then
+		cut -d' ' -f1 <"$f"
+		return
+	fi
+	local accel=tcg
+	if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+		local kdir
+		kdir=$(rmdev_kdir)
+		if timeout 60 qemu-system-x86_64 -accel kvm -cpu host -m 256 -nodefaults \
+			-no-reboot -display none -serial stdio \
+			-kernel "$kdir/arch/x86/boot/bzImage" \
+			-append "console=ttyS0 panic=-1 rdinit=/bin/nonexistent" 2>/dev/null |
+			grep -q -m1 'Kernel panic'; then
+			accel=kvm
+		fi
+	fi
+	echo "$accel $(uname -r)" >"$f"
+	echo "$accel"
+}

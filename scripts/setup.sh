@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Fetch and build everything rmdev needs on a fresh Debian 12 machine:
+# host packages, the Linux 7.2 source, the rust-src matching the installed
+# rustc, bindgen, virtme-ng, and a Rust-enabled kernel built with LLVM.
+# Each step leaves a stamp in the cache, so a second run does nothing.
+#
+# Usage: scripts/setup.sh [host|tools|kernel|all]   (default: all)
+
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+mkdir -p "$RMDEV_CACHE"/{dl,tools,kernel,apt}
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Host packages. bookworm-backports (made for this release) is allowed on the
+# host for QEMU 10.0; newer suites never are.
+HOST_PKGS=(flex bison bc libelf-dev libssl-dev cpio kmod make gcc
+	clang-19 lld-19 llvm-19 libclang-19-dev busybox-static udev
+	python3-venv xz-utils zstd)
+BPO_PKGS=(qemu-system-x86/bookworm-backports qemu-system-common/bookworm-backports
+	qemu-system-data/bookworm-backports seabios/bookworm-backports)
+
+setup_host() {
+	local stamp=$RMDEV_CACHE/host.stamp want
+	want="$(printf '%s ' "${HOST_PKGS[@]}" "${BPO_PKGS[@]}")"
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && command -v qemu-system-x86_64 >/dev/null &&
+		command -v clang-19 >/dev/null; then
+		return
+	fi
+	log "installing host packages"
+	local bpo=/etc/apt/sources.list.d/bookworm-backports.sources
+	if [ ! -f "$bpo" ]; then
+		as_root tee "$bpo" >/dev/null <<-'EOF'
+			Types: deb
+			URIs: http://deb.debian.org/debian
+			Suites: bookworm-backports
+			Components: main
+			Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+		EOF
+	fi
+	as_root apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"${HOST_PKGS[@]}" "${BPO_PKGS[@]}" >/dev/null
+	echo "$want" >"$stamp"
+}
+
+# The private apt tree for trixie-backports and sid (download only).
+papt_update() {
+	local d=$RMDEV_CACHE/apt
+	mkdir -p "$d"/state/lists/partial "$d"/cache/archives/partial
+	touch "$d/status"
+	cat >"$d/sources.list" <<-'EOF'
+		deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main
+		deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
+		deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
+	EOF
+	if [ ! -f "$d/updated" ] || [ -n "$(find "$d/updated" -mmin +720)" ]; then
+		log "updating the private apt lists (trixie-backports, sid)"
+		mapfile -t args < <(papt_args)
+		apt-get "${args[@]}" update -qq
+		touch "$d/updated"
+	fi
+}
+
+# Download one architecture-independent package at an exact version.
+papt_download() {
+	local pkg=$1 ver=$2 out
+	mapfile -t args < <(papt_args)
+	out=$RMDEV_CACHE/dl
+	if ! ls "$out/${pkg}_${ver//:/%3a}"_*.deb >/dev/null 2>&1; then
+		(cd "$out" && apt-get "${args[@]}" download "$pkg=$ver" >/dev/null)
+	fi
+	ls "$out/${pkg}_${ver//:/%3a}"_*.deb | head -n1
+}
+
+# All versions of a package the private archive serves, newest first.
+papt_versions() {
+	mapfile -t args < <(papt_args)
+	apt-cache "${args[@]}" madison "$1" | awk -F'|' '{gsub(/ /,"",$2); print $2}' | sort -Vr -u
+}
+
+setup_tools() {
+	# rust-src matching the installed rustc exactly.
+	local rustv
+	rustv=$(rustc --version | awk '{print $2}')
+	local rsrc=$RMDEV_CACHE/rust-src-$rustv
+	if [ ! -d "$rsrc/usr/src/rustc-$rustv/library" ]; then
+		papt_update
+		local v
+		v=$(papt_versions rust-src | grep -E "^${rustv//./\\.}\+" | head -n1 || true)
+		[ -n "$v" ] || die "no Debian rust-src package matches rustc $rustv (the kernel needs the exact version); served: $(papt_versions rust-src | tr '\n' ' ')"
+		log "fetching rust-src $v"
+		local deb
+		deb=$(papt_download rust-src "$v")
+		rm -rf "$rsrc.tmp" && dpkg-deb -x "$deb" "$rsrc.tmp" && mv "$rsrc.tmp" "$rsrc"
+	fi
+	ln -sfn "$rsrc/usr/src/rustc-$rustv/library" "$RMDEV_CACHE/rust-lib-src"
+
+	if ! "$RMDEV_CACHE/tools/bin/bindgen" --version 2>/dev/null | grep -q "$RMDEV_BINDGEN_VERSION"; then
+		log "building bindgen-cli $RMDEV_BINDGEN_VERSION (about a minute)"
+		cargo install -q bindgen-cli --version "$RMDEV_BINDGEN_VERSION" --locked --root "$RMDEV_CACHE/tools"
+	fi
+
+	if ! "$RMDEV_CACHE/venv/bin/vng" --version 2>/dev/null | grep -q "$RMDEV_VIRTME_VERSION"; then
+		log "installing virtme-ng $RMDEV_VIRTME_VERSION"
+		rm -rf "$RMDEV_CACHE/venv"
+		python3 -m venv "$RMDEV_CACHE/venv"
+		"$RMDEV_CACHE/venv/bin/pip" install -q "virtme-ng==$RMDEV_VIRTME_VERSION"
+	fi
+}
+
+# The version of the kernel recipe below, part of the cache key.
+RECIPE=1
+
+kmake() {
+	make -s LLVM="$RMDEV_LLVM" RUST_LIB_SRC="$RMDEV_CACHE/rust-lib-src" "$@"
+}
+
+setup_kernel() {
+	local frag=$RMDEV_TOP/kernel/rmdev.config
+	# The cache key: the config fragment, the compilers and the recipe's
+	# version (bump RECIPE when build_kernel changes what it produces).
+	local key
+	key=$( (cat "$frag" && echo "recipe $RECIPE" && rustc --version && clang-19 --version | head -n1) | sha256sum | cut -c1-12)
+
+	# Any cached 7.2.x kernel built from the same key is good enough: a new
+	# patch release in the archive does not force a rebuild unless asked.
+	local kdir=""
+	if [ -z "${RMDEV_KERNEL_REFRESH:-}" ]; then
+		kdir=$(ls -d "$RMDEV_CACHE/kernel/linux-$RMDEV_KSERIES".*-"$key" 2>/dev/null | sort -V | tail -n1 || true)
+		[ -n "$kdir" ] && [ -f "$kdir/.rmdev-built" ] || kdir=""
+	fi
+	if [ -z "$kdir" ]; then
+		papt_update
+		local v
+		v=$(papt_versions "linux-source-$RMDEV_KSERIES" | head -n1)
+		[ -n "$v" ] || die "Debian serves no linux-source-$RMDEV_KSERIES"
+		local upstream=${v%%-*}
+		kdir=$RMDEV_CACHE/kernel/linux-$upstream-$key
+		if [ ! -f "$kdir/.rmdev-built" ]; then
+			log "fetching linux-source-$RMDEV_KSERIES $v"
+			local deb
+			deb=$(papt_download "linux-source-$RMDEV_KSERIES" "$v")
+			rm -rf "$kdir" "$kdir.x"
+			mkdir -p "$kdir.x"
+			dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir.x" --wildcards '*/linux-source-*.tar.xz'
+			tar -xf "$kdir.x"/usr/src/linux-source-*.tar.xz -C "$kdir.x"
+			mv "$kdir.x"/linux-source-"$RMDEV_KSERIES" "$kdir"
+			rm -rf "$kdir.x"
+			build_kernel "$kdir" "$frag"
+		fi
+	fi
+	echo "$kdir" >"$(kdir_file)"
+	log "kernel: $kdir"
+}
+
+build_kernel() {
+	local kdir=$1 frag=$2
+	cd "$kdir"
+	log "configuring $(basename "$kdir")"
+	virtme-configkernel --defconfig >/dev/null
+	scripts/kconfig/merge_config.sh -m .config "$frag" >/dev/null
+	kmake olddefconfig
+	kmake rustavailable >/dev/null || die "the kernel says Rust is not available with this toolchain"
+	# Every option of the fragment must have survived olddefconfig: a silently
+	# dropped CONFIG_RUST is the classic failure of this route.
+	local line opt val got
+	while read -r line; do
+		case "$line" in CONFIG_*=*) ;; "# CONFIG_"*" is not set") ;; *) continue ;; esac
+		if [[ "$line" == "# CONFIG_"* ]]; then
+			opt=${line#\# }
+			opt=${opt%% *}
+			grep -q "^$opt=" .config && die "$opt should be off but olddefconfig turned it on"
+		else
+			opt=${line%%=*}
+			val=${line#*=}
+			got=$(grep "^$opt=" .config | cut -d= -f2- || true)
+			[ "$got" = "$val" ] || die "$opt=$val requested, config has '${got:-unset}'"
+		fi
+	done <"$frag"
+	log "building the kernel (about 15 minutes on 2 cores)"
+	local t0=$SECONDS
+	kmake -j"$(($(nproc) + 1))" all
+	log "kernel built in $((SECONDS - t0)) s"
+	touch .rmdev-built
+	cd - >/dev/null
+}
+
+what=${1:-all}
+case "$what" in
+host) setup_host ;;
+tools) setup_tools ;;
+kernel) setup_kernel ;;
+all)
+	setup_host
+	setup_tools
+	setup_kernel
+	;;
+*) die "unknown step $what" ;;
+esac

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The mdev type lifecycle: the types, the shared pool behind
+//! `available_instances`, descriptions and per-instance attributes.
+//!
+//! The mdev core owns the type directories in sysfs (`create`, `name`,
+//! `device_api`, `available_instances`, `description`); rmdev supplies their
+//! contents through [`crate::ffi::mdev::MdevDriver`], from the data here.
+
+pub(crate) mod buf;
+pub(crate) mod pool;
+pub(crate) mod types;

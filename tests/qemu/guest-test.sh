@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The in-guest test run: load vfio, mdev, mtty and rmdev, then drive both
+# parents through sysfs and VFIO, with bad input, and unload. Prints KTAP.
+# Runs as root inside the test VM; $1 is the repository's path.
+
+set -u
+TOP=$1
+. "$TOP/tests/qemu/lib.sh"
+VT=$TOP/target/release/vfio-test
+KO=$TOP/rmdev.ko
+SUPP=/sys/class/mdev_bus
+
+echo "KTAP version 1"
+dmesg -n 1 2>/dev/null || true
+mount -t debugfs none /sys/kernel/debug 2>/dev/null || true
+
+check "vfio_iommu_type1 loads" modprobe vfio_iommu_type1
+check "iommufd loads" modprobe iommufd
+check "mdev loads" modprobe mdev
+check "mtty loads" modprobe mtty
+check "rmdev loads" insmod "$KO"
+
+# The KUnit suite runs at load and reports in the kernel log.
+sleep 0.2
+kunit=$(dmesg | grep -E '^\[[ 0-9.]+\] +(not )?ok [0-9]+ rmdev_core' | tail -n 1)
+case "$kunit" in *"not ok"*) r=1 ;; *ok*) r=0 ;; *) r=1 ;; esac
+ok $r "KUnit suite rmdev_core passes" "$(dmesg | grep -E 'rmdev_core|# .*fail' | tail -n 5 | tr '\n' ' ')"
+
+# lifecycle PARENT TYPE: create, inspect, open both ways, remove.
+lifecycle() {
+	local parent=$1 type=$2 tdir u dev before after
+	tdir=$SUPP/$parent/mdev_supported_types/$type
+	[ -d "$tdir" ]
+	ok $? "$type: type directory exists"
+	expect_eq "$type: device_api is vfio-pci" "$(cat "$tdir/device_api")" vfio-pci
+	[ -n "$(cat "$tdir/name")" ]
+	ok $? "$type: name is set"
+	before=$(cat "$tdir/available_instances")
+	u=$(new_uuid)
+	expect_eq "$type: create" "$(write_errno "$u" "$tdir/create")" OK
+	dev=/sys/bus/mdev/devices/$u
+	[ -d "$dev" ]
+	ok $? "$type: instance appears on the mdev bus"
+	[ -e "$dev/iommu_group" ]
+	ok $? "$type: instance has an iommu_group"
+	expect_eq "$type: mdev_type link points at the type" \
+		"$(readlink -f "$dev/mdev_type")" "$(readlink -f "$tdir")"
+	after=$(cat "$tdir/available_instances")
+	expect_eq "$type: available_instances goes down by one" "$after" $((before - 1))
+	"$VT" check group "$dev" | renumber
+	"$VT" check cdev "$dev" | renumber
+	if [ "$parent" = rmdev ]; then
+		grep -q '^port0 ' "$dev/rmdev/state"
+		ok $? "$type: per-instance state attribute reads" "$(cat "$dev/rmdev/state" 2>&1)"
+		[ -n "$(cat "$tdir/description")" ]
+		ok $? "$type: description is set"
+	fi
+	expect_eq "$type: remove" "$(write_errno 1 "$dev/remove")" OK
+	[ ! -e "$dev" ]
+	ok $? "$type: instance is gone after remove"
+	expect_eq "$type: available_instances is back" "$(cat "$tdir/available_instances")" "$before"
+	expect_eq "$type: a second remove finds nothing (ENOENT)" "$(write_errno 1 "$dev/remove")" ENOENT
+}
+
+lifecycle mtty mtty-2
+lifecycle rmdev rmdev-serial-1
+lifecycle rmdev rmdev-serial-2
+
+# Bad input on rmdev's create.
+T1=$SUPP/rmdev/mdev_supported_types/rmdev-serial-1
+T2=$SUPP/rmdev/mdev_supported_types/rmdev-serial-2
+expect_eq "malformed UUID is EINVAL" "$(write_errno not-a-uuid "$T1/create")" EINVAL
+u=$(new_uuid)
+expect_eq "short UUID is EINVAL" "$(write_errno "${u:0:35}" "$T1/create")" EINVAL
+expect_eq "long UUID is EINVAL" "$(write_errno "${u}00" "$T1/create")" EINVAL
+expect_eq "UUID with a bad digit is EINVAL" "$(write_errno "${u:0:35}g" "$T1/create")" EINVAL
+expect_eq "create with the UUID" "$(write_errno "$u" "$T1/create")" OK
+expect_eq "duplicate UUID is EEXIST" "$(write_errno "$u" "$T2/create")" EEXIST
+write_errno 1 "/sys/bus/mdev/devices/$u/remove" >/dev/null
+
+# Exhaust the pool with two-port instances, then one more of each type.
+pool_uuids=()
+n=$(cat "$T2/available_instances")
+for _ in $(seq "$n"); do
+	u=$(new_uuid)
+	[ "$(write_errno "$u" "$T2/create")" = OK ] && pool_uuids+=("$u")
+done
+expect_eq "the pool holds available_instances two-port instances" "${#pool_uuids[@]}" "$n"
+expect_eq "an exhausted pool shows 0 available" "$(cat "$T2/available_instances")/$(cat "$T1/available_instances")" 0/0
+expect_eq "create on an exhausted pool is ENOSPC" "$(write_errno "$(new_uuid)" "$T1/create")" ENOSPC
+for u in "${pool_uuids[@]}"; do write_errno 1 "/sys/bus/mdev/devices/$u/remove" >/dev/null; done
+POOL=$(cat /sys/module/rmdev/parameters/ports 2>/dev/null || echo 24)
+expect_eq "the pool refills after removes" "$(cat "$T1/available_instances")" "$POOL"
+
+# Concurrent creates and removes keep available_instances exact.
+(
+	for _ in $(seq 20); do
+		u=$(new_uuid)
+		write_errno "$u" "$T1/create" >/dev/null && write_errno 1 "/sys/bus/mdev/devices/$u/remove" >/dev/null
+	done
+) &
+(
+	for _ in $(seq 20); do
+		u=$(new_uuid)
+		write_errno "$u" "$T2/create" >/dev/null && write_errno 1 "/sys/bus/mdev/devices/$u/remove" >/dev/null
+	done
+) &
+wait
+expect_eq "available_instances is exact after concurrent create/remove" "$(cat "$T1/available_instances")" "$POOL"
+
+# Leak check while the module is loaded (its symbols resolve in reports).
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan >/sys/kernel/debug/kmemleak
+	sleep 1
+	echo scan >/sys/kernel/debug/kmemleak
+	leaks=$(grep -c rmdev /sys/kernel/debug/kmemleak || true)
+	expect_eq "kmemleak finds no rmdev allocation leaked" "$leaks" 0
+fi
+
+# rmmod with instances and no open fds removes them all.
+u1=$(new_uuid)
+u2=$(new_uuid)
+write_errno "$u1" "$T1/create" >/dev/null
+write_errno "$u2" "$T2/create" >/dev/null
+check "rmmod rmdev with two instances succeeds" rmmod rmdev
+[ ! -e "/sys/bus/mdev/devices/$u1" ] && [ ! -e "/sys/bus/mdev/devices/$u2" ] && [ ! -e "$SUPP/rmdev" ]
+ok $? "rmmod removed the instances and the parent"
+
+# rmmod while a VFIO fd is open is refused, and works once it closes.
+check "rmdev loads again" insmod "$KO"
+u=$(new_uuid)
+write_errno "$u" "$T1/create" >/dev/null
+fifo=$(mktemp -u)
+mkfifo "$fifo"
+"$VT" hold "/sys/bus/mdev/devices/$u" <"$fifo" >"$fifo.out" &
+holder=$!
+exec 9>"$fifo"
+for _ in $(seq 50); do grep -q held "$fifo.out" 2>/dev/null && break; sleep 0.1; done
+grep -q held "$fifo.out"
+ok $? "a process holds the device open"
+rmmod rmdev 2>/dev/null
+ok $((! $?)) "rmmod rmdev with an open device fd is refused"
+[ -e "/sys/bus/mdev/devices/$u" ]
+ok $? "the held instance survives the refused rmmod"
+exec 9>&-
+wait "$holder"
+check "rmmod rmdev after the fd closes succeeds" rmmod rmdev
+rm -f "$fifo" "$fifo.out"
+
+# Any oops, BUG or warning fails the run.
+bad=$(dmesg | grep -E 'BUG:|WARNING:|Oops|Call Trace|kernel panic|UBSAN|rust_panic' | head -n 5)
+ok $([ -z "$bad" ] && echo 0 || echo 1) "no oops, BUG or WARN in the kernel log" "$bad"
+
+echo "1..$KTAP_N"
+echo "# guest: $((KTAP_N - KTAP_FAIL)) passed, $KTAP_FAIL failed"

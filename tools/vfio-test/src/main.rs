@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Userspace checks of a VFIO PCI device, run inside the test VM.
+//!
+//! It opens a device by its sysfs path, either through the legacy group and
+//! type1 container or through the iommufd character device, and checks the
+//! uAPI contract. Results are KTAP test lines without numbers
+//! (`ok - name` / `not ok - name`); the VM test script numbers them.
+//!
+//! The uAPI numbers are written out here from `include/uapi/linux/vfio.h`
+//! rather than taken from the driver, so that a wrong number in the driver
+//! cannot hide itself.
+//!
+//! Usage:
+//!   vfio-test check group|cdev SYSFSDEV    run the checks
+//!   vfio-test hold SYSFSDEV                open the device, print "held", wait
+//!                                           for standard input to close
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+const fn io(nr: u32) -> libc::c_ulong {
+    ((b';' as u32) << 8 | nr) as libc::c_ulong
+}
+
+const VFIO_GET_API_VERSION: libc::c_ulong = io(100);
+const VFIO_SET_IOMMU: libc::c_ulong = io(102);
+const VFIO_GROUP_GET_STATUS: libc::c_ulong = io(103);
+const VFIO_GROUP_SET_CONTAINER: libc::c_ulong = io(104);
+const VFIO_GROUP_GET_DEVICE_FD: libc::c_ulong = io(106);
+const VFIO_DEVICE_GET_INFO: libc::c_ulong = io(107);
+const VFIO_DEVICE_GET_REGION_INFO: libc::c_ulong = io(108);
+const VFIO_DEVICE_GET_IRQ_INFO: libc::c_ulong = io(109);
+const VFIO_DEVICE_RESET: libc::c_ulong = io(111);
+const VFIO_DEVICE_BIND_IOMMUFD: libc::c_ulong = io(118);
+const VFIO_DEVICE_ATTACH_IOMMUFD_PT: libc::c_ulong = io(119);
+const IOMMU_IOAS_ALLOC: libc::c_ulong = io(0x81);
+
+const VFIO_TYPE1_IOMMU: libc::c_ulong = 1;
+const VFIO_TYPE1V2_IOMMU: libc::c_ulong = 3;
+const VFIO_GROUP_FLAGS_VIABLE: u32 = 1;
+const VFIO_DEVICE_FLAGS_PCI: u32 = 1 << 1;
+const VFIO_PCI_CONFIG_REGION_INDEX: u32 = 7;
+const VFIO_PCI_NUM_REGIONS: u32 = 9;
+const VFIO_PCI_MSIX_IRQ_INDEX: u32 = 2;
+const VFIO_PCI_INTX_IRQ_INDEX: u32 = 0;
+const VFIO_IRQ_INFO_EVENTFD: u32 = 1;
+
+/// Collects results and prints them as KTAP lines.
+struct Ktap {
+    failed: u32,
+}
+
+impl Ktap {
+    fn check(&mut self, name: &str, ok: bool, detail: impl FnOnce() -> String) {
+        if ok {
+            println!("ok - {name}");
+        } else {
+            self.failed += 1;
+            println!("not ok - {name}");
+            println!("# {}", detail());
+        }
+        let _ = io::stdout().flush();
+    }
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn open(path: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid C string; open has no other preconditions.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `ioctl(fd, req, buf)`; returns the result or the errno.
+fn ioctl_buf(fd: &OwnedFd, req: libc::c_ulong, buf: &mut [u8]) -> Result<i32, i32> {
+    // SAFETY: `buf` is valid for its whole length; the kernel reads at most
+    // `argsz` bytes, which the callers keep within the buffer.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, buf.as_mut_ptr()) };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+fn ioctl_val(fd: &OwnedFd, req: libc::c_ulong, val: libc::c_ulong) -> Result<i32, i32> {
+    // SAFETY: These requests take an integer argument.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, val) };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+fn u32s(words: &[u32], len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    for (i, w) in words.iter().enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    b
+}
+
+fn get32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+fn get64(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// An open device and what keeps it open.
+struct Dev {
+    fd: OwnedFd,
+    _keep: Vec<OwnedFd>,
+}
+
+fn open_group(t: &mut Ktap, sysfs: &str) -> Option<Dev> {
+    let group = fs::read_link(Path::new(sysfs).join("iommu_group")).ok()?;
+    let group = group.file_name()?.to_str()?.to_owned();
+    let container = open("/dev/vfio/vfio", libc::O_RDWR).ok()?;
+    t.check(
+        "container API version is 0",
+        ioctl_val(&container, VFIO_GET_API_VERSION, 0) == Ok(0),
+        || "VFIO_GET_API_VERSION".into(),
+    );
+    let gfd = match open(&format!("/dev/vfio/{group}"), libc::O_RDWR) {
+        Ok(f) => f,
+        Err(e) => {
+            t.check("open the group", false, || e.to_string());
+            return None;
+        }
+    };
+    let mut st = u32s(&[8, 0], 8);
+    let r = ioctl_buf(&gfd, VFIO_GROUP_GET_STATUS, &mut st);
+    t.check(
+        "group is viable",
+        r.is_ok() && get32(&st, 4) & VFIO_GROUP_FLAGS_VIABLE != 0,
+        || format!("{r:?} flags {:#x}", get32(&st, 4)),
+    );
+    let mut cfd = container.as_raw_fd();
+    // SAFETY: The argument points to an int holding the container fd.
+    let r = unsafe { libc::ioctl(gfd.as_raw_fd(), VFIO_GROUP_SET_CONTAINER, &mut cfd) };
+    t.check("group joins the container", r == 0, || {
+        format!("errno {}", errno())
+    });
+    let r = ioctl_val(&container, VFIO_SET_IOMMU, VFIO_TYPE1V2_IOMMU)
+        .or_else(|_| ioctl_val(&container, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU));
+    t.check("container takes the type1 IOMMU", r.is_ok(), || {
+        format!("{r:?}")
+    });
+    let name = CString::new(Path::new(sysfs).file_name()?.to_str()?).ok()?;
+    // SAFETY: The argument is a C string naming the device.
+    let fd = unsafe { libc::ioctl(gfd.as_raw_fd(), VFIO_GROUP_GET_DEVICE_FD, name.as_ptr()) };
+    t.check("group hands out the device fd", fd >= 0, || {
+        format!("errno {}", errno())
+    });
+    if fd < 0 {
+        return None;
+    }
+    Some(Dev {
+        // SAFETY: `fd` is a new descriptor owned by nobody else.
+        fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        _keep: vec![gfd, container],
+    })
+}
+
+fn open_cdev(t: &mut Ktap, sysfs: &str) -> Option<Dev> {
+    let node = fs::read_dir(Path::new(sysfs).join("vfio-dev"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find_map(|e| {
+            e.file_name()
+                .to_str()
+                .filter(|n| n.starts_with("vfio"))
+                .map(str::to_owned)
+        });
+    t.check("device has a vfio-dev cdev", node.is_some(), || {
+        "no vfio-dev/vfioN".into()
+    });
+    let dfd = open(&format!("/dev/vfio/devices/{}", node?), libc::O_RDWR).ok()?;
+    let iommufd = match open("/dev/iommu", libc::O_RDWR) {
+        Ok(f) => f,
+        Err(e) => {
+            t.check("open /dev/iommu", false, || e.to_string());
+            return None;
+        }
+    };
+    let mut bind = u32s(&[16, 0, iommufd.as_raw_fd() as u32, 0], 24);
+    let r = ioctl_buf(&dfd, VFIO_DEVICE_BIND_IOMMUFD, &mut bind);
+    t.check("cdev binds to iommufd", r.is_ok(), || format!("{r:?}"));
+    let mut ioas = u32s(&[12, 0, 0], 12);
+    let r = ioctl_buf(&iommufd, IOMMU_IOAS_ALLOC, &mut ioas);
+    t.check("iommufd allocates an IOAS", r.is_ok(), || format!("{r:?}"));
+    let mut att = u32s(&[12, 0, get32(&ioas, 8)], 16);
+    let r = ioctl_buf(&dfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut att);
+    t.check("cdev attaches to the IOAS", r.is_ok(), || format!("{r:?}"));
+    Some(Dev {
+        fd: dfd,
+        _keep: vec![iommufd],
+    })
+}
+
+fn pread(fd: &OwnedFd, buf: &mut [u8], off: u64) -> Result<usize, i32> {
+    // SAFETY: `buf` is valid for writes of its length.
+    let r = unsafe {
+        libc::pread(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            off as libc::off_t,
+        )
+    };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+fn checks(t: &mut Ktap, dev: &Dev) {
+    let fd = &dev.fd;
+    let mut info = u32s(&[16], 16);
+    let r = ioctl_buf(fd, VFIO_DEVICE_GET_INFO, &mut info);
+    t.check(
+        "GET_INFO reports a PCI device",
+        r.is_ok() && get32(&info, 4) & VFIO_DEVICE_FLAGS_PCI != 0,
+        || format!("{r:?} flags {:#x}", get32(&info, 4)),
+    );
+    t.check(
+        "GET_INFO counts the regions and IRQ indexes QEMU needs",
+        get32(&info, 8) >= VFIO_PCI_NUM_REGIONS && get32(&info, 12) > VFIO_PCI_MSIX_IRQ_INDEX,
+        || format!("regions {} irqs {}", get32(&info, 8), get32(&info, 12)),
+    );
+    let mut short = u32s(&[15], 16);
+    let r = ioctl_buf(fd, VFIO_DEVICE_GET_INFO, &mut short);
+    t.check(
+        "GET_INFO with argsz below minsz is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+
+    let mut ri = u32s(&[32, 0, VFIO_PCI_CONFIG_REGION_INDEX, 0], 32);
+    let r = ioctl_buf(fd, VFIO_DEVICE_GET_REGION_INFO, &mut ri);
+    let (size, offset) = (get64(&ri, 16), get64(&ri, 24));
+    t.check(
+        "config region is at least 256 bytes",
+        r.is_ok() && size >= 256,
+        || format!("{r:?} size {size}"),
+    );
+    let mut bad = u32s(&[32, 0, 1000, 0], 32);
+    let r = ioctl_buf(fd, VFIO_DEVICE_GET_REGION_INFO, &mut bad);
+    t.check(
+        "REGION_INFO of a region that does not exist is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+
+    let mut cfg = [0u8; 64];
+    let r = pread(fd, &mut cfg, offset);
+    t.check("config space header reads", r == Ok(64), || {
+        format!("{r:?}")
+    });
+    let ids = get32(&cfg, 0);
+    t.check(
+        "config space has a vendor ID",
+        ids & 0xffff != 0 && ids & 0xffff != 0xffff,
+        || format!("ids {ids:#x}"),
+    );
+    println!(
+        "# device {:04x}:{:04x} class {:06x}",
+        ids & 0xffff,
+        ids >> 16,
+        get32(&cfg, 8) >> 8
+    );
+    let mut b4 = [0u8; 4];
+    let r = pread(fd, &mut b4, offset + size - 2);
+    t.check(
+        "config read across the end is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = pread(fd, &mut b4, offset + size);
+    t.check(
+        "config read past the end is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+
+    let mut irq = u32s(&[16, 0, VFIO_PCI_INTX_IRQ_INDEX, 0], 16);
+    let r = ioctl_buf(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut irq);
+    t.check(
+        "INTx is an eventfd interrupt",
+        r.is_ok() && get32(&irq, 4) & VFIO_IRQ_INFO_EVENTFD != 0,
+        || format!("{r:?} flags {:#x}", get32(&irq, 4)),
+    );
+
+    let r = ioctl_val(fd, VFIO_DEVICE_RESET, 0);
+    t.check("RESET succeeds", r.is_ok(), || format!("{r:?}"));
+    let r = ioctl_val(fd, io(99), 0);
+    t.check("an unknown ioctl is ENOTTY", r == Err(libc::ENOTTY), || {
+        format!("{r:?}")
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mut t = Ktap { failed: 0 };
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[1..] {
+        ["check", how @ ("group" | "cdev"), sysfs] => {
+            let dev = if how == "group" {
+                open_group(&mut t, sysfs)
+            } else {
+                open_cdev(&mut t, sysfs)
+            };
+            t.check(
+                &format!("device opens through the {how} path"),
+                dev.is_some(),
+                || "see above".into(),
+            );
+            if let Some(dev) = dev {
+                checks(&mut t, &dev);
+            }
+        }
+        ["hold", sysfs] => {
+            let dev = open_group(&mut Ktap { failed: 0 }, sysfs);
+            if dev.is_none() {
+                eprintln!("vfio-test: cannot open {sysfs}");
+                std::process::exit(1);
+            }
+            println!("held");
+            let _ = io::stdout().flush();
+            let mut sink = Vec::new();
+            let _ = io::stdin().read_to_end(&mut sink);
+            return;
+        }
+        _ => {
+            eprintln!("usage: vfio-test check group|cdev SYSFSDEV | hold SYSFSDEV");
+            std::process::exit(2);
+        }
+    }
+    std::process::exit(if t.failed == 0 { 0 } else { 1 });
+}

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Kernel-free VFIO PCI device model.
+//!
+//! Everything in this module is `no_std` code that depends on `core` only: the
+//! kernel module compiles it, and `cargo test` runs it on the host. It knows the
+//! VFIO uAPI and PCI semantics, and nothing about kernel objects.
+
+pub(crate) mod config;
+pub(crate) mod irq;
+pub(crate) mod region;
+pub(crate) mod uapi;
+
+/// An error of the kernel-free model, turned into an errno by the kernel glue.
+///
+/// Each variant names the errno the VFIO contract gives for the condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Errno {
+    /// `EINVAL`: a malformed argument (bad index, size, flags or range).
+    Inval,
+}
+
+/// The result type of the kernel-free model.
+pub(crate) type EResult<T = ()> = core::result::Result<T, Errno>;

@@ -1,0 +1,385 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! PCI configuration space as data.
+//!
+//! The model follows `drivers/vfio/pci/vfio_pci_config.c`: every byte has a
+//! value and permission bits. The zero state is "all readable, nothing
+//! writable"; a table of [`Perm`] lines, each with its reason, opens bits for
+//! the guest. Writes merge only writable bits, and write-1-to-clear bits are
+//! cleared by the ones written to them. BAR sizing needs no code of its own: a
+//! BAR's writable bits are exactly the address bits above its size, so writing
+//! all-ones reads back the size mask with the read-only type bits.
+
+use super::{EResult, Errno};
+
+/// Size of conventional PCI configuration space.
+pub(crate) const CFG_SIZE: usize = 256;
+
+/// Offsets and bits of the standard type-0 header (PCI Local Bus 3.0, 6.1).
+/// The table is complete on purpose, whether or not every entry is used yet.
+#[allow(dead_code)]
+pub(crate) mod reg {
+    pub(crate) const VENDOR_ID: usize = 0x00;
+    pub(crate) const DEVICE_ID: usize = 0x02;
+    pub(crate) const COMMAND: usize = 0x04;
+    pub(crate) const STATUS: usize = 0x06;
+    pub(crate) const REVISION: usize = 0x08;
+    pub(crate) const CLASS_PROG: usize = 0x09;
+    pub(crate) const CACHE_LINE: usize = 0x0c;
+    pub(crate) const LATENCY: usize = 0x0d;
+    pub(crate) const HEADER_TYPE: usize = 0x0e;
+    pub(crate) const BAR0: usize = 0x10;
+    pub(crate) const SUBSYS_VENDOR: usize = 0x2c;
+    pub(crate) const SUBSYS_ID: usize = 0x2e;
+    pub(crate) const ROM: usize = 0x30;
+    pub(crate) const CAP_PTR: usize = 0x34;
+    pub(crate) const INT_LINE: usize = 0x3c;
+    pub(crate) const INT_PIN: usize = 0x3d;
+
+    pub(crate) const CMD_IO: u16 = 1 << 0;
+    pub(crate) const CMD_MEMORY: u16 = 1 << 1;
+    pub(crate) const CMD_MASTER: u16 = 1 << 2;
+    pub(crate) const CMD_PARITY: u16 = 1 << 6;
+    pub(crate) const CMD_SERR: u16 = 1 << 8;
+    pub(crate) const CMD_INTX_DISABLE: u16 = 1 << 10;
+
+    pub(crate) const STATUS_INTERRUPT: u16 = 1 << 3;
+    pub(crate) const STATUS_CAP_LIST: u16 = 1 << 4;
+    pub(crate) const STATUS_DEVSEL_MEDIUM: u16 = 1 << 9;
+    /// Master data parity error, signalled/received target abort, received
+    /// master abort, signalled system error, detected parity error.
+    pub(crate) const STATUS_RW1C: u16 =
+        (1 << 8) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 15);
+}
+
+/// One permission line: which bits of a register the guest may change.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Perm {
+    /// Offset of the register.
+    pub(crate) off: usize,
+    /// Width of the register in bytes (1, 2 or 4).
+    pub(crate) len: usize,
+    /// Bits a write stores.
+    pub(crate) write: u32,
+    /// Bits a write of one clears.
+    pub(crate) rw1c: u32,
+    /// Why the register has these permissions: documentation kept as data
+    /// next to the bits, read by the host tests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) why: &'static str,
+}
+
+/// The permission table of the standard header, BARs excepted (they depend on
+/// the BAR's size; see [`ConfigSpace::set_bar`]). Everything not listed is
+/// read-only: IDs, class, revision, header type, BIST, subsystem IDs, the
+/// capability pointer, interrupt pin, `Min_Gnt` and `Max_Lat`.
+pub(crate) const HEADER_PERMS: &[Perm] = &[
+    Perm {
+        off: reg::COMMAND,
+        len: 2,
+        write: (reg::CMD_IO
+            | reg::CMD_MEMORY
+            | reg::CMD_MASTER
+            | reg::CMD_PARITY
+            | reg::CMD_SERR
+            | reg::CMD_INTX_DISABLE) as u32,
+        rw1c: 0,
+        why:
+            "command: decode enables, bus master, error reporting and INTx disable are the guest's",
+    },
+    Perm {
+        off: reg::STATUS,
+        len: 2,
+        write: 0,
+        rw1c: reg::STATUS_RW1C as u32,
+        why: "status: error bits are write-1-to-clear, the rest reports device state",
+    },
+    Perm {
+        off: reg::CACHE_LINE,
+        len: 1,
+        write: 0xff,
+        rw1c: 0,
+        why: "cache line size: plain storage the OS programs",
+    },
+    Perm {
+        off: reg::LATENCY,
+        len: 1,
+        write: 0xff,
+        rw1c: 0,
+        why: "latency timer: plain storage the OS programs",
+    },
+    Perm {
+        off: reg::INT_LINE,
+        len: 1,
+        write: 0xff,
+        rw1c: 0,
+        why: "interrupt line: a scratch byte for the OS's routing",
+    },
+];
+
+/// What a base address register decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bar {
+    /// No BAR: reads zero, writes are ignored, sizing finds nothing.
+    None,
+    /// I/O space of `size` bytes (a power of two, at least 4).
+    Io(u32),
+    /// 32-bit memory space of `size` bytes (a power of two, at least 16).
+    /// Offered to devices; the serial card has I/O BARs only.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Mem32(u32),
+}
+
+impl Bar {
+    /// The region size the BAR decodes, zero for none.
+    pub(crate) fn size(self) -> u32 {
+        match self {
+            Bar::None => 0,
+            Bar::Io(s) | Bar::Mem32(s) => s,
+        }
+    }
+}
+
+/// A configuration space: values and permission bits, byte by byte.
+///
+/// # Invariants
+///
+/// `write[i] & rw1c[i] == 0` for every byte: a bit is either stored or
+/// cleared by writes, never both.
+#[derive(Clone)]
+pub(crate) struct ConfigSpace {
+    val: [u8; CFG_SIZE],
+    write: [u8; CFG_SIZE],
+    rw1c: [u8; CFG_SIZE],
+}
+
+impl ConfigSpace {
+    /// An all-zero, read-only configuration space.
+    pub(crate) const fn new() -> Self {
+        Self {
+            val: [0; CFG_SIZE],
+            write: [0; CFG_SIZE],
+            rw1c: [0; CFG_SIZE],
+        }
+    }
+
+    /// Sets the reset value of a `len`-byte register (builder use).
+    pub(crate) fn set(&mut self, off: usize, len: usize, v: u32) {
+        for i in 0..len.min(4) {
+            if let Some(b) = self.val.get_mut(off + i) {
+                *b = (v >> (8 * i)) as u8;
+            }
+        }
+    }
+
+    /// Applies one permission line (builder use).
+    pub(crate) fn apply(&mut self, p: &Perm) {
+        for i in 0..p.len.min(4) {
+            let (w, c) = ((p.write >> (8 * i)) as u8, (p.rw1c >> (8 * i)) as u8);
+            if let (Some(wb), Some(cb)) =
+                (self.write.get_mut(p.off + i), self.rw1c.get_mut(p.off + i))
+            {
+                // INVARIANT: a bit marked RW1C is never also a stored bit.
+                *wb = w & !c;
+                *cb = c;
+            }
+        }
+    }
+
+    /// A type-0 header with the standard permissions applied.
+    pub(crate) fn with_header(vendor: u16, device: u16, class_prog: u32, revision: u8) -> Self {
+        let mut c = Self::new();
+        c.set(reg::VENDOR_ID, 2, vendor.into());
+        c.set(reg::DEVICE_ID, 2, device.into());
+        c.set(reg::REVISION, 1, revision.into());
+        c.set(reg::CLASS_PROG, 3, class_prog);
+        c.set(reg::STATUS, 2, reg::STATUS_DEVSEL_MEDIUM.into());
+        for p in HEADER_PERMS {
+            c.apply(p);
+        }
+        c
+    }
+
+    /// Configures BAR `index` (0-5); the guest can then size and place it.
+    pub(crate) fn set_bar(&mut self, index: usize, bar: Bar) {
+        let off = reg::BAR0 + 4 * index;
+        let (flags, size) = match bar {
+            Bar::None => (0, 0),
+            Bar::Io(s) => (1, s),
+            Bar::Mem32(s) => (0, s),
+        };
+        // The address bits above the size are the guest's; the type bits and
+        // the offset bits within the region are read-only.
+        let write = if size == 0 { 0 } else { !(size - 1) };
+        let write = match bar {
+            Bar::Io(_) => write & !0x3,
+            _ => write & !0xf,
+        };
+        self.set(off, 4, flags);
+        self.apply(&Perm {
+            off,
+            len: 4,
+            write,
+            rw1c: 0,
+            why: "BAR: address bits above the size are writable, so sizing reads back the mask",
+        });
+    }
+
+    /// Reads `out.len()` bytes at `off`.
+    ///
+    /// Fails with `EINVAL` if any byte lies outside configuration space.
+    pub(crate) fn read(&self, off: usize, out: &mut [u8]) -> EResult {
+        let end = off.checked_add(out.len()).ok_or(Errno::Inval)?;
+        let src = self.val.get(off..end).ok_or(Errno::Inval)?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+
+    /// Writes `data` at `off`, honouring every byte's permissions.
+    ///
+    /// Fails with `EINVAL`, changing nothing, if any byte lies outside
+    /// configuration space.
+    pub(crate) fn write(&mut self, off: usize, data: &[u8]) -> EResult {
+        let end = off.checked_add(data.len()).ok_or(Errno::Inval)?;
+        if end > CFG_SIZE {
+            return Err(Errno::Inval);
+        }
+        for (i, &d) in data.iter().enumerate() {
+            let o = off + i;
+            let (w, c) = (self.write[o], self.rw1c[o]);
+            self.val[o] = ((self.val[o] & !w) | (d & w)) & !(d & c);
+        }
+        Ok(())
+    }
+
+    /// A little-endian 16-bit register.
+    pub(crate) fn u16_at(&self, off: usize) -> u16 {
+        let lo = self.val.get(off).copied().unwrap_or(0);
+        let hi = self.val.get(off + 1).copied().unwrap_or(0);
+        u16::from_le_bytes([lo, hi])
+    }
+
+    /// The command register.
+    pub(crate) fn command(&self) -> u16 {
+        self.u16_at(reg::COMMAND)
+    }
+
+    /// Sets or clears device-owned status bits (for example the interrupt
+    /// status bit), bypassing the guest's permissions.
+    pub(crate) fn set_status_bits(&mut self, bits: u16, on: bool) {
+        let s = self.u16_at(reg::STATUS);
+        let s = if on { s | bits } else { s & !bits };
+        self.set(reg::STATUS, 2, s.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serial_like() -> ConfigSpace {
+        let mut c = ConfigSpace::with_header(0x4348, 0x3253, 0x07_00_02, 0x10);
+        c.set_bar(0, Bar::Io(8));
+        c.set_bar(1, Bar::Mem32(0x1000));
+        c.set(reg::INT_PIN, 1, 1);
+        c
+    }
+
+    fn rd32(c: &ConfigSpace, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        c.read(off, &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    fn wr32(c: &mut ConfigSpace, off: usize, v: u32) {
+        c.write(off, &v.to_le_bytes()).unwrap();
+    }
+
+    #[test]
+    fn ids_and_class_survive_writes() {
+        let mut c = serial_like();
+        wr32(&mut c, 0, 0xffff_ffff);
+        wr32(&mut c, 8, 0);
+        assert_eq!(rd32(&c, 0), 0x3253_4348);
+        assert_eq!(rd32(&c, 8), 0x0700_0210);
+        c.write(reg::INT_PIN, &[4]).unwrap();
+        assert_eq!(rd32(&c, reg::INT_LINE) >> 8 & 0xff, 1);
+    }
+
+    #[test]
+    fn command_takes_only_defined_bits() {
+        let mut c = serial_like();
+        c.write(reg::COMMAND, &0xffffu16.to_le_bytes()).unwrap();
+        assert_eq!(
+            c.command(),
+            reg::CMD_IO
+                | reg::CMD_MEMORY
+                | reg::CMD_MASTER
+                | reg::CMD_PARITY
+                | reg::CMD_SERR
+                | reg::CMD_INTX_DISABLE
+        );
+    }
+
+    #[test]
+    fn status_error_bits_are_rw1c() {
+        let mut c = serial_like();
+        c.set_status_bits(1 << 13 | 1 << 15 | reg::STATUS_INTERRUPT, true);
+        // Writing zero changes nothing; writing one clears only that bit.
+        c.write(reg::STATUS, &0u16.to_le_bytes()).unwrap();
+        assert_eq!(
+            c.u16_at(reg::STATUS) & (1 << 13 | 1 << 15),
+            1 << 13 | 1 << 15
+        );
+        c.write(reg::STATUS, &(1u16 << 13).to_le_bytes()).unwrap();
+        let s = c.u16_at(reg::STATUS);
+        assert_eq!(s & (1 << 13), 0);
+        assert_ne!(s & (1 << 15), 0);
+        // The interrupt status bit is read-only for the guest.
+        c.write(reg::STATUS, &0xffffu16.to_le_bytes()).unwrap();
+        assert_ne!(c.u16_at(reg::STATUS) & reg::STATUS_INTERRUPT, 0);
+        assert_ne!(c.u16_at(reg::STATUS) & reg::STATUS_DEVSEL_MEDIUM, 0);
+    }
+
+    #[test]
+    fn bar_sizing_reads_back_the_mask() {
+        let mut c = serial_like();
+        wr32(&mut c, reg::BAR0, 0xffff_ffff);
+        assert_eq!(rd32(&c, reg::BAR0), 0xffff_fff9, "8-byte I/O BAR");
+        wr32(&mut c, reg::BAR0 + 4, 0xffff_ffff);
+        assert_eq!(rd32(&c, reg::BAR0 + 4), 0xffff_f000, "4 KiB memory BAR");
+        // Unused BARs and the ROM size to nothing.
+        for off in [reg::BAR0 + 8, reg::BAR0 + 20, reg::ROM] {
+            wr32(&mut c, off, 0xffff_ffff);
+            assert_eq!(rd32(&c, off), 0, "offset {off:#x}");
+        }
+        // Placing the BAR keeps the type bits.
+        wr32(&mut c, reg::BAR0, 0xc060);
+        assert_eq!(rd32(&c, reg::BAR0), 0xc061);
+    }
+
+    #[test]
+    fn accesses_past_the_end_fail_and_change_nothing() {
+        let mut c = serial_like();
+        let before = c.val;
+        let mut b = [0u8; 4];
+        assert_eq!(c.read(0xfd, &mut b), Err(Errno::Inval));
+        assert_eq!(c.read(usize::MAX, &mut b), Err(Errno::Inval));
+        assert_eq!(c.write(0xff, &[1, 2]), Err(Errno::Inval));
+        assert_eq!(c.write(usize::MAX - 1, &[1, 2, 3]), Err(Errno::Inval));
+        assert_eq!(c.val, before);
+        // The last byte itself is in range.
+        assert_eq!(c.read(0xff, &mut b[..1]), Ok(()));
+    }
+
+    #[test]
+    fn permission_lines_never_mix_stored_and_rw1c_bits() {
+        let c = serial_like();
+        for i in 0..CFG_SIZE {
+            assert_eq!(c.write[i] & c.rw1c[i], 0, "byte {i:#x}");
+        }
+        for p in HEADER_PERMS {
+            assert!(!p.why.is_empty());
+        }
+    }
+}
