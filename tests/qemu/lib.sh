@@ -5,6 +5,7 @@
 
 KTAP_N=0
 KTAP_FAIL=0
+KTAP_TODO=0
 
 ok() { # ok COND-STATUS NAME [DIAG]
 	KTAP_N=$((KTAP_N + 1))
@@ -32,6 +33,11 @@ renumber() {
 	while IFS= read -r line; do
 		case "$line" in
 		"ok - "*) ok 0 "${line#ok - }" ;;
+		"not ok - "*"# TODO"*)
+			KTAP_N=$((KTAP_N + 1))
+			KTAP_TODO=$((KTAP_TODO + 1))
+			echo "not ok $KTAP_N ${line#not ok - }"
+			;;
 		"not ok - "*) ok 1 "${line#not ok - }" ;;
 		*) echo "$line" ;;
 		esac

@@ -12,7 +12,10 @@
 //! cannot hide itself.
 //!
 //! Usage:
-//!   vfio-test check group|cdev SYSFSDEV    run the checks
+//!   vfio-test [--reference=mtty] check group|cdev SYSFSDEV
+//!                                           run the checks; with the option,
+//!                                           mtty's known deviations from the
+//!                                           contract are reported as TODO
 //!   vfio-test hold SYSFSDEV                open the device, print "held", wait
 //!                                           for standard input to close
 
@@ -49,15 +52,31 @@ const VFIO_PCI_MSIX_IRQ_INDEX: u32 = 2;
 const VFIO_PCI_INTX_IRQ_INDEX: u32 = 0;
 const VFIO_IRQ_INFO_EVENTFD: u32 = 1;
 
+/// Checks the reference driver named on the command line is known to fail:
+/// they are reported as KTAP `TODO` (expected failures), not as failures.
+/// The contract is the judge; these are the C sample's deviations from it.
+const MTTY_DEVIATIONS: &[&str] = &[
+    // MTTY_CONFIG_SPACE_SIZE is 0xff, one byte short of PCI config space.
+    "config region is at least 256 bytes",
+    // With the 255-byte size, mtty's bounds check lets these through.
+    "config read across the end is EINVAL",
+    "config read past the end is EINVAL",
+];
+
 /// Collects results and prints them as KTAP lines.
 struct Ktap {
     failed: u32,
+    known: &'static [&'static str],
+    target: &'static str,
 }
 
 impl Ktap {
     fn check(&mut self, name: &str, ok: bool, detail: impl FnOnce() -> String) {
         if ok {
             println!("ok - {name}");
+        } else if self.known.contains(&name) {
+            println!("not ok - {name} # TODO known deviation of {}", self.target);
+            println!("# {}", detail());
         } else {
             self.failed += 1;
             println!("not ok - {name}");
@@ -317,8 +336,17 @@ fn checks(t: &mut Ktap, dev: &Dev) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let mut t = Ktap { failed: 0 };
+    let mut args: Vec<String> = std::env::args().collect();
+    let mut t = Ktap {
+        failed: 0,
+        known: &[],
+        target: "",
+    };
+    if args.get(1).map(String::as_str) == Some("--reference=mtty") {
+        args.remove(1);
+        t.known = MTTY_DEVIATIONS;
+        t.target = "mtty";
+    }
     match args.iter().map(String::as_str).collect::<Vec<_>>()[1..] {
         ["check", how @ ("group" | "cdev"), sysfs] => {
             let dev = if how == "group" {
@@ -336,7 +364,7 @@ fn main() {
             }
         }
         ["hold", sysfs] => {
-            let dev = open_group(&mut Ktap { failed: 0 }, sysfs);
+            let dev = open_group(&mut t, sysfs);
             if dev.is_none() {
                 eprintln!("vfio-test: cannot open {sysfs}");
                 std::process::exit(1);
