@@ -25,6 +25,8 @@ const VENDOR: u16 = 0x4348;
 const DEVICE: u16 = 0x3253;
 const CLASS_PROG: u32 = 0x07_00_02;
 const REVISION: u8 = 0x10;
+/// Where the MSI capability sits in config space.
+const MSI_CAP: usize = 0x40;
 /// One port per 8-byte I/O BAR.
 const PORT_BAR_SIZE: u32 = 8;
 
@@ -67,7 +69,14 @@ impl PciDevice for Serial {
         for i in 0..6 {
             c.set_bar(i, self.bar(i));
         }
+        // MSI, announced in config space as well as in GET_IRQ_INFO (mtty
+        // offers MSI only in the latter, where a guest cannot see it).
+        c.add_msi(MSI_CAP, 1);
         c
+    }
+
+    fn msi_vectors(&self) -> u32 {
+        1
     }
 
     fn bar(&self, index: usize) -> Bar {
@@ -99,7 +108,7 @@ impl PciDevice for Serial {
     }
 
     fn reset(state: &mut SerialState, ctx: &mut Ctx) {
-        state.ports = [Uart::new(), Uart::new()];
+        state.ports.iter_mut().for_each(Uart::reset);
         ctx.set_irq(false);
     }
 }

@@ -81,6 +81,18 @@ mod tests {
     }
 
     #[test]
+    fn msi_capability_in_kernel() {
+        let mut c = ConfigSpace::with_header(0x4348, 0x3253, 0x07_00_02, 0x10);
+        c.add_msi(0x40, 1);
+        let mut caps = [(0, 0); 4];
+        assert_eq!(c.caps(&mut caps), 1);
+        assert_eq!(caps[0], (0x40, 0x05));
+        assert!(!c.msi_enabled(0x40));
+        assert!(c.write(0x42, &[1, 0]).is_ok());
+        assert!(c.msi_enabled(0x40));
+    }
+
+    #[test]
     fn region_decode_rejects_wrapping_positions() {
         let sizes = |i: u32| if i == 7 { Some(256) } else { None };
         assert!(region::decode(i64::MAX, 1, sizes).is_err());

@@ -167,6 +167,18 @@ impl Uart {
         }
     }
 
+    /// Returns the registers to their reset state. The byte counters are
+    /// statistics, not registers: they survive, so the debug attribute still
+    /// tells what a VM did after it let go of the device.
+    pub(crate) fn reset(&mut self) {
+        *self = Self {
+            tx: self.tx,
+            rx_count: self.rx_count,
+            overruns: self.overruns,
+            ..Self::new()
+        };
+    }
+
     fn dlab(&self) -> bool {
         self.lcr & LCR_DLAB != 0
     }
@@ -439,6 +451,19 @@ mod tests {
         assert_eq!(u.read(off::MSR) & 0xf0, MSR_DCD | MSR_CTS);
         u.write(off::MCR, 0);
         assert_eq!(u.read(off::MSR) & 0xf0, MSR_CTS | MSR_DSR | MSR_DCD);
+    }
+
+    #[test]
+    fn reset_clears_registers_but_keeps_counters() {
+        let mut u = Uart::new();
+        u.write(off::LCR, 0x83);
+        u.write(off::RBR_THR_DLL, 3);
+        u.write(off::LCR, 0x03);
+        u.write(off::RBR_THR_DLL, 7);
+        u.reset();
+        assert_eq!(u.read(off::LCR), 0);
+        assert_eq!(u.read(off::LSR) & LSR_DR, 0, "the receive FIFO is empty");
+        assert_eq!((u.stats().divisor, u.stats().tx), (12, 1));
     }
 
     #[test]

@@ -9,9 +9,12 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 out=$RMDEV_TOP/tests/out
 mkdir -p "$out"
+"$RMDEV_TOP/scripts/mk-l2-initramfs.sh"
+l2k=$(readlink -f "$RMDEV_CACHE/l2/bzImage")
 log "booting the test VM ($(rmdev_accel))"
 t0=$SECONDS
-"$RMDEV_TOP/scripts/vm.sh" -- "bash $RMDEV_TOP/tests/qemu/guest-test.sh $RMDEV_TOP" | tee "$out/vm-test.log"
+"$RMDEV_TOP/scripts/vm.sh" -- "bash $RMDEV_TOP/tests/qemu/guest-test.sh $RMDEV_TOP $l2k $out/l2-initramfs.cpio.gz" |
+	tee "$out/vm-test.log"
 pass=$(grep -cE '^ok [0-9]+ ' "$out/vm-test.log" || true)
 fail=$(grep -E '^not ok [0-9]+ ' "$out/vm-test.log" | grep -vc '# TODO' || true)
 todo=$(grep -E '^not ok [0-9]+ .*# TODO' "$out/vm-test.log" | grep -c . || true)

@@ -3,11 +3,16 @@
 #
 # The in-guest test run: load vfio, mdev, mtty and rmdev, then drive both
 # parents through sysfs and VFIO, with bad input, and unload. Prints KTAP.
-# Runs as root inside the test VM; $1 is the repository's path.
+# Runs as root inside the test VM; $1 is the repository's path, $2 and $3
+# the second-level guest's kernel and initramfs (nested tests are skipped
+# when they are not given).
 
 set -u
 TOP=$1
+L2K=${2:-}
+L2I=${3:-}
 . "$TOP/tests/qemu/lib.sh"
+. "$TOP/tests/qemu/nested.sh"
 VT=$TOP/target/release/vfio-test
 KO=$TOP/rmdev.ko
 SUPP=/sys/class/mdev_bus
@@ -111,6 +116,27 @@ expect_eq "the pool refills after removes" "$(cat "$T1/available_instances")" "$
 ) &
 wait
 expect_eq "available_instances is exact after concurrent create/remove" "$(cat "$T1/available_instances")" "$POOL"
+
+# REQ: removing an instance userspace holds signals its REQ eventfd; a
+# holder that honours it (as QEMU does) closes the device and the remove
+# completes. mtty has no request op, so its remove would wait for ever.
+u=$(new_uuid)
+write_errno "$u" "$T1/create" >/dev/null
+"$VT" req "/sys/bus/mdev/devices/$u" >"$TOP/tests/out/req.out" 2>&1 &
+holder=$!
+for _ in $(seq 50); do grep -q held "$TOP/tests/out/req.out" 2>/dev/null && break; sleep 0.1; done
+t0=$(date +%s%N)
+expect_eq "removing a held instance completes (REQ)" \
+	"$(timeout 60 bash -c ". $TOP/tests/qemu/lib.sh; write_errno 1 /sys/bus/mdev/devices/$u/remove")" OK
+echo "# remove of a held instance took $((($(date +%s%N) - t0) / 1000000)) ms"
+wait "$holder"
+grep -q '^req$' "$TOP/tests/out/req.out"
+ok $? "the holder was asked through its REQ eventfd" "$(cat "$TOP/tests/out/req.out")"
+
+# A second-level guest drives rmdev's and mtty's ports through QEMU.
+if [ -n "$L2K" ]; then
+	nested_tests "$L2K" "$L2I"
+fi
 
 # Leak check while the module is loaded (its symbols resolve in reports).
 if [ -w /sys/kernel/debug/kmemleak ]; then

@@ -52,6 +52,18 @@ pub(crate) mod reg {
         (1 << 8) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 15);
 }
 
+/// Capability IDs and register offsets (PCI Local Bus 3.0, 6.7 and 6.8).
+pub(crate) mod cap {
+    pub(crate) const ID_MSI: u8 = 0x05;
+    pub(crate) const MSI_FLAGS: usize = 2;
+    pub(crate) const MSI_ADDRESS_LO: usize = 4;
+    pub(crate) const MSI_ADDRESS_HI: usize = 8;
+    pub(crate) const MSI_DATA_64: usize = 12;
+    pub(crate) const MSI_FLAGS_ENABLE: u16 = 1 << 0;
+    pub(crate) const MSI_FLAGS_QSIZE: u16 = 0x70;
+    pub(crate) const MSI_FLAGS_64BIT: u16 = 1 << 7;
+}
+
 /// One permission line: which bits of a register the guest may change.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Perm {
@@ -225,6 +237,81 @@ impl ConfigSpace {
         });
     }
 
+    /// Links a capability with ID `id` at `off` into the capability list
+    /// (at its head) and sets the status bit that announces the list.
+    fn link_cap(&mut self, off: usize, id: u8) {
+        let head = self.val[reg::CAP_PTR];
+        self.set(off, 1, id.into());
+        self.set(off + 1, 1, head.into());
+        self.set(reg::CAP_PTR, 1, off as u32);
+        self.set_status_bits(reg::STATUS_CAP_LIST, true);
+    }
+
+    /// Adds an MSI capability at `off` offering `vectors` (a power of two,
+    /// 1-32) with 64-bit addresses. Its registers follow the PCI spec's
+    /// permissions: enable and multiple-message-enable are the guest's,
+    /// multiple-message-capable and 64-bit-capable are read-only, the address
+    /// is writable but dword aligned, the data writable.
+    pub(crate) fn add_msi(&mut self, off: usize, vectors: u32) {
+        let mmc = vectors.clamp(1, 32).trailing_zeros();
+        self.link_cap(off, cap::ID_MSI);
+        self.set(
+            off + cap::MSI_FLAGS,
+            2,
+            (mmc << 1) | cap::MSI_FLAGS_64BIT as u32,
+        );
+        for p in [
+            Perm {
+                off: off + cap::MSI_FLAGS,
+                len: 2,
+                write: (cap::MSI_FLAGS_ENABLE | cap::MSI_FLAGS_QSIZE) as u32,
+                rw1c: 0,
+                why: "MSI control: enable and vectors enabled are the guest's; capable bits are fixed",
+            },
+            Perm {
+                off: off + cap::MSI_ADDRESS_LO,
+                len: 4,
+                write: !0x3,
+                rw1c: 0,
+                why: "MSI address: dword aligned, the low two bits read zero",
+            },
+            Perm {
+                off: off + cap::MSI_ADDRESS_HI,
+                len: 4,
+                write: !0,
+                rw1c: 0,
+                why: "MSI upper address: any value",
+            },
+            Perm {
+                off: off + cap::MSI_DATA_64,
+                len: 2,
+                write: 0xffff,
+                rw1c: 0,
+                why: "MSI data: any value",
+            },
+        ] {
+            self.apply(&p);
+        }
+    }
+
+    /// Whether the guest enabled MSI in the capability at `off`.
+    pub(crate) fn msi_enabled(&self, off: usize) -> bool {
+        self.u16_at(off + cap::MSI_FLAGS) & cap::MSI_FLAGS_ENABLE != 0
+    }
+
+    /// Walks the capability list and returns the `(offset, id)` pairs, at
+    /// most 48 of them (a loop in a corrupt list cannot hang the walk).
+    pub(crate) fn caps(&self, out: &mut [(usize, u8)]) -> usize {
+        let mut n = 0;
+        let mut p = usize::from(self.val[reg::CAP_PTR] & !3);
+        while p >= 0x40 && n < out.len() && n < 48 {
+            out[n] = (p, self.val[p]);
+            n += 1;
+            p = usize::from(self.val[p + 1] & !3);
+        }
+        n
+    }
+
     /// Reads `out.len()` bytes at `off`.
     ///
     /// Fails with `EINVAL` if any byte lies outside configuration space.
@@ -370,6 +457,42 @@ mod tests {
         assert_eq!(c.val, before);
         // The last byte itself is in range.
         assert_eq!(c.read(0xff, &mut b[..1]), Ok(()));
+    }
+
+    #[test]
+    fn msi_capability_is_linked_and_permissioned() {
+        let mut c = serial_like();
+        c.add_msi(0x40, 1);
+        assert_ne!(c.u16_at(reg::STATUS) & reg::STATUS_CAP_LIST, 0);
+        let mut caps = [(0, 0); 4];
+        let n = c.caps(&mut caps);
+        assert_eq!(&caps[..n], &[(0x40, cap::ID_MSI)]);
+        // The guest cannot move the list or change the ID.
+        c.write(reg::CAP_PTR, &[0x80]).unwrap();
+        c.write(0x40, &[0x11, 0x50]).unwrap();
+        assert_eq!(c.caps(&mut caps), 1);
+        assert_eq!(caps[0], (0x40, cap::ID_MSI));
+        // Control: only enable and QSIZE stick; MMC=0 and 64-bit stay.
+        c.write(0x42, &0xffffu16.to_le_bytes()).unwrap();
+        assert_eq!(c.u16_at(0x42), 0x71 | cap::MSI_FLAGS_64BIT);
+        assert!(c.msi_enabled(0x40));
+        wr32(&mut c, 0x44, 0xfee0_1003);
+        assert_eq!(rd32(&c, 0x44), 0xfee0_1000);
+        wr32(&mut c, 0x48, 0x1234_5678);
+        c.write(0x4c, &0xbeefu16.to_le_bytes()).unwrap();
+        assert_eq!((rd32(&c, 0x48), c.u16_at(0x4c)), (0x1234_5678, 0xbeef));
+        // Bytes past the capability stay read-only.
+        c.write(0x4e, &[0xff, 0xff]).unwrap();
+        assert_eq!(c.u16_at(0x4e), 0);
+    }
+
+    #[test]
+    fn a_looping_capability_list_ends() {
+        let mut c = ConfigSpace::new();
+        c.set(reg::CAP_PTR, 1, 0x40);
+        c.set(0x40, 2, 0x4005);
+        let mut caps = [(0, 0); 64];
+        assert_eq!(c.caps(&mut caps), 48);
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //!                                           contract are reported as TODO
 //!   vfio-test hold SYSFSDEV                open the device, print "held", wait
 //!                                           for standard input to close
+//!   vfio-test req SYSFSDEV                 open the device with a REQ eventfd,
+//!                                           print "held", and close the device
+//!                                           when the kernel asks for it back
+//!                                           (print "req"), as QEMU does
 
 use std::ffi::CString;
 use std::fs;
@@ -37,6 +41,7 @@ const VFIO_GROUP_GET_DEVICE_FD: libc::c_ulong = io(106);
 const VFIO_DEVICE_GET_INFO: libc::c_ulong = io(107);
 const VFIO_DEVICE_GET_REGION_INFO: libc::c_ulong = io(108);
 const VFIO_DEVICE_GET_IRQ_INFO: libc::c_ulong = io(109);
+const VFIO_DEVICE_SET_IRQS: libc::c_ulong = io(110);
 const VFIO_DEVICE_RESET: libc::c_ulong = io(111);
 const VFIO_DEVICE_BIND_IOMMUFD: libc::c_ulong = io(118);
 const VFIO_DEVICE_ATTACH_IOMMUFD_PT: libc::c_ulong = io(119);
@@ -51,6 +56,9 @@ const VFIO_PCI_NUM_REGIONS: u32 = 9;
 const VFIO_PCI_MSIX_IRQ_INDEX: u32 = 2;
 const VFIO_PCI_INTX_IRQ_INDEX: u32 = 0;
 const VFIO_IRQ_INFO_EVENTFD: u32 = 1;
+const VFIO_PCI_REQ_IRQ_INDEX: u32 = 4;
+const VFIO_IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
+const VFIO_IRQ_SET_ACTION_TRIGGER: u32 = 1 << 5;
 
 /// Checks the reference driver named on the command line is known to fail:
 /// they are reported as KTAP `TODO` (expected failures), not as failures.
@@ -375,8 +383,49 @@ fn main() {
             let _ = io::stdin().read_to_end(&mut sink);
             return;
         }
+        ["req", sysfs] => {
+            let Some(dev) = open_group(&mut t, sysfs) else {
+                eprintln!("vfio-test: cannot open {sysfs}");
+                std::process::exit(1);
+            };
+            // SAFETY: eventfd has no memory preconditions.
+            let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+            if efd < 0 {
+                std::process::exit(1);
+            }
+            let mut set = u32s(
+                &[
+                    24,
+                    VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+                    VFIO_PCI_REQ_IRQ_INDEX,
+                    0,
+                    1,
+                    efd as u32,
+                ],
+                24,
+            );
+            if let Err(e) = ioctl_buf(&dev.fd, VFIO_DEVICE_SET_IRQS, &mut set) {
+                eprintln!("vfio-test: SET_IRQS REQ: errno {e}");
+                std::process::exit(1);
+            }
+            println!("held");
+            let _ = io::stdout().flush();
+            let mut pfd = libc::pollfd {
+                fd: efd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: `pfd` is one valid pollfd.
+            let r = unsafe { libc::poll(&mut pfd, 1, 120_000) };
+            println!("{}", if r == 1 { "req" } else { "timeout" });
+            let _ = io::stdout().flush();
+            drop(dev);
+            // SAFETY: `efd` is ours and closed once.
+            unsafe { libc::close(efd) };
+            return;
+        }
         _ => {
-            eprintln!("usage: vfio-test check group|cdev SYSFSDEV | hold SYSFSDEV");
+            eprintln!("usage: vfio-test check group|cdev SYSFSDEV | hold SYSFSDEV | req SYSFSDEV");
             std::process::exit(2);
         }
     }
