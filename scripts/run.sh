@@ -6,11 +6,12 @@
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+"$RMDEV_TOP/scripts/mk-l2-initramfs.sh"
+l2=("$(readlink -f "$RMDEV_CACHE/l2/bzImage")" "$RMDEV_TOP/tests/out/l2-initramfs.cpio.gz")
 if [ -t 0 ]; then
-	. "$RMDEV_TOP/scripts/lib.sh"
 	kdir=$(rmdev_kdir)
-	args=(--run "$kdir" --memory 2G --cpus 2)
+	args=(--run "$kdir" --memory 2G --cpus 2 --rwdir="$RMDEV_TOP/tests/out")
 	[ "$(rmdev_accel)" = kvm ] || args+=(--disable-kvm)
-	exec vng "${args[@]}" --exec "bash $RMDEV_TOP/tests/qemu/demo.sh $RMDEV_TOP 1"
+	exec vng "${args[@]}" --exec "bash $RMDEV_TOP/tests/qemu/demo.sh $RMDEV_TOP 1 ${l2[*]}"
 fi
-"$RMDEV_TOP/scripts/vm.sh" -- "bash $RMDEV_TOP/tests/qemu/demo.sh $RMDEV_TOP 0"
+"$RMDEV_TOP/scripts/vm.sh" -- "bash $RMDEV_TOP/tests/qemu/demo.sh $RMDEV_TOP 0 ${l2[*]}"

@@ -2,12 +2,17 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # What `make run` shows inside the VM: rmdev loaded, a two-port instance
-# created through sysfs, seen from sysfs and opened over VFIO. With a
-# terminal, a shell is left to the user afterwards. $1 is the repository.
+# created through sysfs, seen from sysfs and opened over VFIO, then handed to
+# a second-level guest by QEMU, whose 8250 driver loops data through both
+# ports. With a terminal, a shell is left to the user afterwards.
+# $1 is the repository, $2 1 for interactive, $3 and $4 the second-level
+# guest's kernel and initramfs.
 
 set -u
 TOP=$1
 INTERACTIVE=${2:-0}
+L2K=${3:-}
+L2I=${4:-}
 modprobe vfio_iommu_type1 && modprobe iommufd && modprobe mdev
 insmod "$TOP/rmdev.ko" || exit 1
 T=/sys/class/mdev_bus/rmdev/mdev_supported_types/rmdev-serial-2
@@ -27,6 +32,15 @@ echo "mdev_type   -> $(readlink "$D/mdev_type")"
 echo "available_instances now $(cat "$T/available_instances")"
 echo "== the instance over VFIO (group + type1 container)"
 "$TOP/target/release/vfio-test" check group "$D"
+if [ -r "$L2K" ] && [ -r "$L2I" ]; then
+	echo "== QEMU (TCG) boots a second-level guest with -device vfio-pci,sysfsdev=$D"
+	echo "   (emulation inside emulation: about a minute)"
+	qemu-system-x86_64 -machine q35 -accel tcg -cpu max -m 128 -display none -nodefaults \
+		-no-reboot -serial stdio -kernel "$L2K" -initrd "$L2I" \
+		-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=00/04.0:4096:4096" \
+		-device vfio-pci,sysfsdev="$D",addr=04.0 </dev/null 2>&1 |
+		tr -d '\r' | grep -E '^(#|(not )?ok)' | sed 's/^/   L2 | /'
+fi
 echo "== rmdev/state"
 cat "$D/rmdev/state"
 if [ "$INTERACTIVE" = 1 ]; then

@@ -117,6 +117,12 @@ expect_eq "the pool refills after removes" "$(cat "$T1/available_instances")" "$
 wait
 expect_eq "available_instances is exact after concurrent create/remove" "$(cat "$T1/available_instances")" "$POOL"
 
+# Guest-side bad input on every offset and size; the device must survive.
+u=$(new_uuid)
+write_errno "$u" "$T2/create" >/dev/null
+renumber < <("$VT" abuse "/sys/bus/mdev/devices/$u")
+expect_eq "the abused instance removes cleanly" "$(write_errno 1 "/sys/bus/mdev/devices/$u/remove")" OK
+
 # REQ: removing an instance userspace holds signals its REQ eventfd; a
 # holder that honours it (as QEMU does) closes the device and the remove
 # completes. mtty has no request op, so its remove would wait for ever.

@@ -16,6 +16,7 @@
 //!                                           run the checks; with the option,
 //!                                           mtty's known deviations from the
 //!                                           contract are reported as TODO
+//!   vfio-test abuse SYSFSDEV               guest-side bad input on a serial card
 //!   vfio-test hold SYSFSDEV                open the device, print "held", wait
 //!                                           for standard input to close
 //!   vfio-test req SYSFSDEV                 open the device with a REQ eventfd,
@@ -258,6 +259,125 @@ fn pread(fd: &OwnedFd, buf: &mut [u8], off: u64) -> Result<usize, i32> {
     }
 }
 
+fn pwrite(fd: &OwnedFd, buf: &[u8], off: u64) -> Result<usize, i32> {
+    // SAFETY: `buf` is valid for reads of its length.
+    let r = unsafe {
+        libc::pwrite(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            off as libc::off_t,
+        )
+    };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Region `index`'s (offset, size) from GET_REGION_INFO.
+fn region(fd: &OwnedFd, index: u32) -> Option<(u64, u64)> {
+    let mut ri = u32s(&[32, 0, index, 0], 32);
+    ioctl_buf(fd, VFIO_DEVICE_GET_REGION_INFO, &mut ri).ok()?;
+    Some((get64(&ri, 24), get64(&ri, 16)))
+}
+
+/// Guest-side abuse: every offset and size of every BAR and of config space,
+/// read and written with patterns, plus DLAB toggles in the middle of a
+/// transfer and a receive overrun. The device must answer in bounds, refuse
+/// out of bounds with EINVAL, and work normally after a reset.
+fn abuse(t: &mut Ktap, dev: &Dev) {
+    let fd = &dev.fd;
+    let mut bad = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for index in [0, 1, 2, 3, 4, 5, VFIO_PCI_CONFIG_REGION_INDEX] {
+        let Some((base, size)) = region(fd, index) else {
+            continue;
+        };
+        if size == 0 {
+            continue;
+        }
+        for off in 0..size + 8 {
+            for len in [1usize, 2, 3, 4, 8] {
+                let inside = off + len as u64 <= size;
+                let mut b = [0u8; 8];
+                let r = pread(fd, &mut b[..len], base + off);
+                if r != if inside { Ok(len) } else { Err(libc::EINVAL) } {
+                    bad.push(format!("read region {index} off {off} len {len}: {r:?}"));
+                }
+                for pat in [0xffu8, 0x00, 0x80] {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let mut w = [pat; 8];
+                    if pat == 0x80 {
+                        w = seed.to_le_bytes();
+                    }
+                    let r = pwrite(fd, &w[..len], base + off);
+                    if r != if inside { Ok(len) } else { Err(libc::EINVAL) } {
+                        bad.push(format!("write region {index} off {off} len {len}: {r:?}"));
+                    }
+                }
+            }
+        }
+    }
+    t.check(
+        "every offset and size of BARs and config is answered or refused with EINVAL",
+        bad.is_empty(),
+        || bad.iter().take(3).cloned().collect::<Vec<_>>().join("; "),
+    );
+    let r = ioctl_val(fd, VFIO_DEVICE_RESET, 0);
+    t.check("RESET after the abuse succeeds", r.is_ok(), || {
+        format!("{r:?}")
+    });
+    let Some((bar0, _)) = region(fd, 0) else {
+        return;
+    };
+    // DLAB toggles in the middle of a transfer: bytes written with DLAB set
+    // go to the divisor latch, the others loop back.
+    let mut got = Vec::new();
+    for (i, b) in b"rmdev-dlab".iter().enumerate() {
+        let _ = pwrite(fd, &[if i % 3 == 1 { 0x83 } else { 0x03 }], bar0 + 3);
+        let _ = pwrite(fd, &[*b], bar0);
+    }
+    let _ = pwrite(fd, &[0x03], bar0 + 3);
+    let mut lsr = [0u8];
+    while pread(fd, &mut lsr, bar0 + 5) == Ok(1) && lsr[0] & 1 != 0 && got.len() < 64 {
+        let mut c = [0u8];
+        let _ = pread(fd, &mut c, bar0);
+        got.push(c[0]);
+    }
+    let want: Vec<u8> = b"rmdev-dlab"
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 1)
+        .map(|(_, b)| *b)
+        .collect();
+    t.check(
+        "DLAB toggles mid-transfer keep the other bytes intact",
+        got == want,
+        || format!("got {got:?} want {want:?}"),
+    );
+    // Overrun: 20 bytes into a 16-byte FIFO sets OE, keeps 16.
+    for b in 0..20u8 {
+        let _ = pwrite(fd, &[b], bar0);
+    }
+    let _ = pread(fd, &mut lsr, bar0 + 5);
+    let mut n = 0;
+    let mut l = [0u8];
+    while pread(fd, &mut l, bar0 + 5) == Ok(1) && l[0] & 1 != 0 && n < 64 {
+        let mut c = [0u8];
+        let _ = pread(fd, &mut c, bar0);
+        n += 1;
+    }
+    t.check(
+        "a receive overrun sets LSR.OE and keeps the FIFO's 16 bytes",
+        lsr[0] & 2 != 0 && n == 16,
+        || format!("lsr {:#x}, {n} bytes", lsr[0]),
+    );
+}
+
 fn checks(t: &mut Ktap, dev: &Dev) {
     let fd = &dev.fd;
     let mut info = u32s(&[16], 16);
@@ -369,6 +489,15 @@ fn main() {
             );
             if let Some(dev) = dev {
                 checks(&mut t, &dev);
+            }
+        }
+        ["abuse", sysfs] => {
+            let dev = open_group(&mut t, sysfs);
+            t.check("device opens for the abuse test", dev.is_some(), || {
+                "see above".into()
+            });
+            if let Some(dev) = dev {
+                abuse(&mut t, &dev);
             }
         }
         ["hold", sysfs] => {
