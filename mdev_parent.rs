@@ -8,8 +8,8 @@
 
 pub(crate) mod uart;
 
-use crate::ffi::mdev::{MdevDriver, TypeInfo};
-use crate::sysfs::{buf::Buf, pool::Pool, types::TYPES};
+use crate::ffi::mdev::{AttrInfo, MdevDriver, TypeInfo};
+use crate::sysfs::{buf::Buf, parse::parse_bool, pool::Pool, types::TYPES};
 use crate::vfio_pci_core::{
     emul::config::{reg, Bar, ConfigSpace},
     Ctx, PciCore, PciDevice,
@@ -136,7 +136,20 @@ impl MdevDriver for SerialDriver {
     type Instance = PciCore<Serial>;
     const NAME: &'static CStr = c"rmdev";
     const ATTR_GROUP: &'static CStr = c"rmdev";
-    const ATTR_NAME: &'static CStr = c"state";
+    const ATTRS: &'static [AttrInfo] = &[
+        // Read-only: interrupts delivered, and per port the line settings
+        // and byte counters.
+        AttrInfo {
+            name: c"state",
+            writable: false,
+        },
+        // 1 (default): what a port transmits loops back to its receiver, as
+        // mtty does; 0: nothing is attached to the lines.
+        AttrInfo {
+            name: c"loopback",
+            writable: true,
+        },
+    ];
 
     fn types(&self) -> &[TypeInfo] {
         &self.types
@@ -170,9 +183,12 @@ impl MdevDriver for SerialDriver {
         }
     }
 
-    fn show_instance(instance: &Self::Instance, out: &mut Buf<'_>) -> fmt::Result {
+    fn show_attr(instance: &Self::Instance, index: usize, out: &mut Buf<'_>) -> fmt::Result {
         let ports = instance.device().ports;
         instance.with_state(|s, ctx| {
+            if index == 1 {
+                return writeln!(out, "{}", u8::from(s.ports[0].wired()));
+            }
             writeln!(out, "irqs {}", ctx.irqs_delivered())?;
             for (i, p) in s.ports[..ports].iter().enumerate() {
                 let st = p.stats();
@@ -184,5 +200,14 @@ impl MdevDriver for SerialDriver {
             }
             Ok(())
         })
+    }
+
+    fn store_attr(instance: &Self::Instance, index: usize, input: &[u8]) -> Result {
+        if index != 1 {
+            return Err(EACCES);
+        }
+        let wired = parse_bool(input).ok_or(EINVAL)?;
+        instance.with_state_mut(|s| s.ports.iter_mut().for_each(|p| p.set_wired(wired)));
+        Ok(())
     }
 }

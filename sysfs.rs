@@ -8,5 +8,6 @@
 //! contents through [`crate::ffi::mdev::MdevDriver`], from the data here.
 
 pub(crate) mod buf;
+pub(crate) mod parse;
 pub(crate) mod pool;
 pub(crate) mod types;

@@ -233,6 +233,13 @@ impl<D: PciDevice> PciCore<D> {
         f(&g.dev, &g.ctx)
     }
 
+    /// Runs `f` on the device's state to change a setting of the instance
+    /// (from a sysfs attribute, not from the guest).
+    pub(crate) fn with_state_mut<R>(&self, f: impl FnOnce(&mut D::State) -> R) -> R {
+        let mut g = self.inner.lock();
+        f(&mut g.dev)
+    }
+
     fn region_size(&self, index: u32) -> Option<u64> {
         match index {
             VFIO_PCI_CONFIG_REGION_INDEX => Some(CFG_SIZE as u64),

@@ -40,8 +40,8 @@ pub(crate) trait MdevDriver: Send + Sync + Sized + 'static {
     const NAME: &'static CStr;
     /// The name of the per-instance attribute group directory.
     const ATTR_GROUP: &'static CStr;
-    /// The name of the per-instance read-only attribute in that directory.
-    const ATTR_NAME: &'static CStr;
+    /// The per-instance attributes in that directory.
+    const ATTRS: &'static [AttrInfo];
 
     /// The types, in sysfs order.
     fn types(&self) -> &[TypeInfo];
@@ -55,8 +55,28 @@ pub(crate) trait MdevDriver: Send + Sync + Sized + 'static {
     /// The `description` of type `index`.
     fn description(&self, index: usize, out: &mut Buf<'_>) -> fmt::Result;
 
-    /// The per-instance attribute of an instance.
-    fn show_instance(instance: &Self::Instance, out: &mut Buf<'_>) -> fmt::Result;
+    /// Shows per-instance attribute `index` of an instance.
+    fn show_attr(instance: &Self::Instance, index: usize, out: &mut Buf<'_>) -> fmt::Result;
+
+    /// Stores `input` (what userspace wrote) into writable attribute `index`.
+    fn store_attr(instance: &Self::Instance, index: usize, input: &[u8]) -> Result;
+}
+
+/// A per-instance attribute as the driver declares it.
+#[derive(Clone, Copy)]
+pub(crate) struct AttrInfo {
+    /// The file name.
+    pub(crate) name: &'static CStr,
+    /// Whether userspace (root) may write it.
+    pub(crate) writable: bool,
+}
+
+/// One per-instance attribute, as registered: the C object first, so that
+/// the `struct device_attribute *` sysfs passes leads back to the index.
+#[repr(C)]
+struct AttrSlot {
+    raw: Opaque<bindings::device_attribute>,
+    index: usize,
 }
 
 /// One type, as registered: the C object first, so that the core's
@@ -73,8 +93,8 @@ struct Inner<D: MdevDriver> {
     drv: D,
     driver: Opaque<vb::mdev_driver>,
     parent: Opaque<vb::mdev_parent>,
-    attr: Opaque<bindings::device_attribute>,
-    attrs: [*mut bindings::attribute; 2],
+    attr_slots: KVec<AttrSlot>,
+    attrs: KVec<*mut bindings::attribute>,
     group: Opaque<bindings::attribute_group>,
     groups: [*const bindings::attribute_group; 2],
     types: KVec<TypeSlot<D>>,
@@ -130,13 +150,28 @@ impl<D: MdevDriver> Parent<D> {
             )?;
             type_ptrs.push(ptr::null_mut(), GFP_KERNEL)?;
         }
+        let nattrs = D::ATTRS.len();
+        let mut attr_slots = KVec::with_capacity(nattrs, GFP_KERNEL)?;
+        let mut attrs = KVec::with_capacity(nattrs + 1, GFP_KERNEL)?;
+        for index in 0..nattrs {
+            attr_slots.push(
+                AttrSlot {
+                    raw: Opaque::zeroed(),
+                    index,
+                },
+                GFP_KERNEL,
+            )?;
+            attrs.push(ptr::null_mut(), GFP_KERNEL)?;
+        }
+        // The NULL that ends the array.
+        attrs.push(ptr::null_mut(), GFP_KERNEL)?;
         let inner = KBox::pin(
             Inner {
                 drv,
                 driver: Opaque::zeroed(),
                 parent: Opaque::zeroed(),
-                attr: Opaque::zeroed(),
-                attrs: [ptr::null_mut(); 2],
+                attr_slots,
+                attrs,
                 group: Opaque::zeroed(),
                 groups: [ptr::null(); 2],
                 types,
@@ -174,19 +209,24 @@ impl<D: MdevDriver> Parent<D> {
         }
 
         // The per-instance attribute group.
-        let attr = inner.attr.get();
-        // SAFETY: `attr` is our zeroed attribute, not yet shared.
-        unsafe {
-            (*attr).attr.name = D::ATTR_NAME.as_ptr().cast();
-            (*attr).attr.mode = 0o444;
-            (*attr).__bindgen_anon_1.show = Some(show_instance::<D>);
-            #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
-            {
-                (*attr).attr.key = kernel::static_lock_class!().as_ptr();
+        for (i, info) in D::ATTRS.iter().enumerate() {
+            let attr = inner.attr_slots[i].raw.get();
+            // SAFETY: `attr` is our zeroed attribute, not yet shared.
+            unsafe {
+                (*attr).attr.name = info.name.as_ptr().cast();
+                (*attr).attr.mode = if info.writable { 0o644 } else { 0o444 };
+                (*attr).__bindgen_anon_1.show = Some(show_attr::<D>);
+                if info.writable {
+                    (*attr).__bindgen_anon_2.store = Some(store_attr::<D>);
+                }
+                #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
+                {
+                    (*attr).attr.key = kernel::static_lock_class!().as_ptr();
+                }
             }
+            // SAFETY: Taking the address of a field of a live attribute.
+            inner.attrs[i] = unsafe { &raw mut (*attr).attr };
         }
-        // SAFETY: Taking the address of a field of a live attribute.
-        inner.attrs[0] = unsafe { &raw mut (*attr).attr };
         let group = inner.group.get();
         // SAFETY: `group` is our zeroed group, not yet shared; `attrs` is
         // NULL-terminated and lives as long as the group.
@@ -354,22 +394,67 @@ unsafe extern "C" fn show_description<D: MdevDriver>(
     unsafe { emit(buf, |out| drv.description(index, out)) }
 }
 
+/// Returns the registration of an instance and the index of one of its
+/// attributes.
+///
 /// # Safety
 ///
-/// Called by sysfs for the attribute of an instance bound to our driver.
-unsafe extern "C" fn show_instance<D: MdevDriver>(
+/// `dev` is an instance bound to our driver with `attr` one of its driver
+/// attributes, which exist only between `probe` and `remove`.
+unsafe fn attr_target<'a, D: MdevDriver>(
     dev: *mut bindings::device,
-    _attr: *mut bindings::device_attribute,
-    buf: *mut c_char,
-) -> isize {
+    attr: *mut bindings::device_attribute,
+) -> Option<(&'a vfio::Registration<D::Instance>, usize)> {
     // SAFETY: The device is live while its attributes exist.
     let reg = unsafe { bindings::dev_get_drvdata(dev) };
     if reg.is_null() {
-        return ENODEV.to_errno() as isize;
+        return None;
     }
-    // SAFETY: Driver attributes exist only between `probe` and `remove`, so
-    // the registration `probe` stored is live.
-    let reg = unsafe { &*reg.cast::<vfio::Registration<D::Instance>>() };
+    // SAFETY: `probe` stored the registration, which lives until `remove`,
+    // after sysfs removed the attributes; `attr` is the first field of one of
+    // our `#[repr(C)]` slots.
+    unsafe {
+        Some((
+            &*reg.cast::<vfio::Registration<D::Instance>>(),
+            (*attr.cast::<AttrSlot>()).index,
+        ))
+    }
+}
+
+/// # Safety
+///
+/// Called by sysfs for an attribute of an instance bound to our driver.
+unsafe extern "C" fn show_attr<D: MdevDriver>(
+    dev: *mut bindings::device,
+    attr: *mut bindings::device_attribute,
+    buf: *mut c_char,
+) -> isize {
+    // SAFETY: As the function's contract says.
+    let Some((reg, index)) = (unsafe { attr_target::<D>(dev, attr) }) else {
+        return ENODEV.to_errno() as isize;
+    };
     // SAFETY: `buf` is a sysfs page.
-    unsafe { emit(buf, |out| D::show_instance(reg.data(), out)) }
+    unsafe { emit(buf, |out| D::show_attr(reg.data(), index, out)) }
+}
+
+/// # Safety
+///
+/// Called by sysfs for a writable attribute of an instance bound to our
+/// driver, with `count` bytes at `buf`.
+unsafe extern "C" fn store_attr<D: MdevDriver>(
+    dev: *mut bindings::device,
+    attr: *mut bindings::device_attribute,
+    buf: *const c_char,
+    count: usize,
+) -> isize {
+    // SAFETY: As the function's contract says.
+    let Some((reg, index)) = (unsafe { attr_target::<D>(dev, attr) }) else {
+        return ENODEV.to_errno() as isize;
+    };
+    // SAFETY: sysfs passes `count` readable bytes (at most a page).
+    let input = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
+    match D::store_attr(reg.data(), index, input) {
+        Ok(()) => count as isize,
+        Err(e) => e.to_errno() as isize,
+    }
 }

@@ -134,6 +134,9 @@ pub(crate) struct Uart {
     dlm: u8,
     /// A THR-empty interrupt is pending (cleared by reading IIR or writing THR).
     thri_pending: bool,
+    /// The line loops back: transmitted bytes reach our receiver. Without it
+    /// nothing is attached to the line and transmitted bytes are dropped.
+    wired: bool,
     tx: u64,
     rx_count: u64,
     overruns: u64,
@@ -161,6 +164,7 @@ impl Uart {
             dll: 12,
             dlm: 0,
             thri_pending: false,
+            wired: true,
             tx: 0,
             rx_count: 0,
             overruns: 0,
@@ -172,6 +176,7 @@ impl Uart {
     /// tells what a VM did after it let go of the device.
     pub(crate) fn reset(&mut self) {
         *self = Self {
+            wired: self.wired,
             tx: self.tx,
             rx_count: self.rx_count,
             overruns: self.overruns,
@@ -306,8 +311,11 @@ impl Uart {
             off::RBR_THR_DLL if self.dlab() => self.dll = v,
             off::RBR_THR_DLL => {
                 self.tx += 1;
-                // Sent at once and looped back to our own receiver.
-                self.receive(v);
+                // Sent at once, and looped back to our own receiver when the
+                // line is wired so (the MCR loopback mode also loops).
+                if self.wired || self.mcr & MCR_LOOP != 0 {
+                    self.receive(v);
+                }
                 self.thri_pending = true;
             }
             off::IER_DLM if self.dlab() => self.dlm = v,
@@ -336,6 +344,17 @@ impl Uart {
             // LSR and MSR are read-only; writes to them are ignored.
             _ => {}
         }
+    }
+
+    /// Connects or disconnects the line's loopback (a setting of the
+    /// instance, kept across resets).
+    pub(crate) fn set_wired(&mut self, wired: bool) {
+        self.wired = wired;
+    }
+
+    /// Whether the line loops back.
+    pub(crate) fn wired(&self) -> bool {
+        self.wired
     }
 
     /// Line settings and counters.
@@ -464,6 +483,19 @@ mod tests {
         assert_eq!(u.read(off::LCR), 0);
         assert_eq!(u.read(off::LSR) & LSR_DR, 0, "the receive FIFO is empty");
         assert_eq!((u.stats().divisor, u.stats().tx), (12, 1));
+    }
+
+    #[test]
+    fn an_unwired_line_drops_what_it_sends_unless_in_loop_mode() {
+        let mut u = Uart::new();
+        u.set_wired(false);
+        u.write(off::RBR_THR_DLL, 1);
+        assert_eq!(u.read(off::LSR) & LSR_DR, 0);
+        u.write(off::MCR, MCR_LOOP);
+        u.write(off::RBR_THR_DLL, 2);
+        assert_eq!(u.read(off::RBR_THR_DLL), 2);
+        u.reset();
+        assert!(!u.wired(), "wiring is a setting, not a register");
     }
 
     #[test]

@@ -21,7 +21,7 @@ as_root() {
 # host for QEMU 10.0; newer suites never are.
 HOST_PKGS=(flex bison bc libelf-dev libssl-dev cpio kmod make gcc
 	clang-19 lld-19 llvm-19 libclang-19-dev busybox-static udev
-	python3-venv xz-utils zstd)
+	python3-venv xz-utils zstd mdevctl)
 BPO_PKGS=(qemu-system-x86/bookworm-backports qemu-system-common/bookworm-backports
 	qemu-system-data/bookworm-backports seabios/bookworm-backports)
 

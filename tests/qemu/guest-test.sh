@@ -13,6 +13,7 @@ L2K=${2:-}
 L2I=${3:-}
 . "$TOP/tests/qemu/lib.sh"
 . "$TOP/tests/qemu/nested.sh"
+. "$TOP/tests/qemu/mdevctl.sh"
 VT=$TOP/target/release/vfio-test
 KO=$TOP/rmdev.ko
 SUPP=/sys/class/mdev_bus
@@ -116,6 +117,19 @@ expect_eq "the pool refills after removes" "$(cat "$T1/available_instances")" "$
 ) &
 wait
 expect_eq "available_instances is exact after concurrent create/remove" "$(cat "$T1/available_instances")" "$POOL"
+
+# The writable per-instance attribute.
+u=$(new_uuid)
+write_errno "$u" "$T1/create" >/dev/null
+A=/sys/bus/mdev/devices/$u/rmdev/loopback
+expect_eq "loopback attribute defaults to 1" "$(cat "$A")" 1
+expect_eq "loopback takes 0" "$(write_errno 0 "$A")/$(cat "$A")" OK/0
+expect_eq "loopback refuses 2 with EINVAL" "$(write_errno 2 "$A")/$(cat "$A")" EINVAL/0
+[ "$(write_errno 1 "${A%/*}/state")" != OK ]
+ok $? "state is read-only"
+write_errno 1 "/sys/bus/mdev/devices/$u/remove" >/dev/null
+
+mdevctl_tests
 
 # Guest-side bad input on every offset and size; the device must survive.
 u=$(new_uuid)
