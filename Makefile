@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 S := scripts
 
-.PHONY: all setup module test test-host test-vm run clippy fmt-check clean
+.PHONY: all setup module test test-host lint test-vm run clippy clean
 
 all: module
 
@@ -19,8 +19,15 @@ module: setup
 test-host:
 	cargo test --quiet
 
-test: setup test-host
-	@$(S)/build-module.sh
+# Style gates: default rustfmt over every crate, clippy over host code with
+# warnings as errors (the module goes through clippy in `make test`).
+lint:
+	cargo fmt --all --check
+	rustfmt --edition 2021 --check rmdev_main.rs
+	cargo clippy --quiet --all-targets -- -D warnings
+
+test: setup test-host lint
+	@CLIPPY=1 $(S)/build-module.sh
 	@$(S)/vm-test.sh
 
 test-vm: module
@@ -32,10 +39,6 @@ run: setup
 
 clippy: setup
 	@CLIPPY=1 $(S)/build-module.sh
-
-fmt-check:
-	rustfmt --edition 2021 --check rmdev_main.rs host.rs
-	cargo fmt --all --check
 
 clean:
 	@if [ -f "$${XDG_CACHE_HOME:-$$HOME/.cache}/rmdev/kernel/current" ]; then \

@@ -202,8 +202,8 @@ impl<D: MdevDriver> Parent<D> {
             let raw = slot.raw.get();
             // SAFETY: `raw` is our zeroed `mdev_type`, not yet shared.
             unsafe {
-                (*raw).sysfs_name = info.sysfs_name.as_ptr().cast();
-                (*raw).pretty_name = info.pretty_name.as_ptr().cast();
+                (*raw).sysfs_name = info.sysfs_name.as_char_ptr();
+                (*raw).pretty_name = info.pretty_name.as_char_ptr();
             }
             inner.type_ptrs[i] = raw;
         }
@@ -213,7 +213,7 @@ impl<D: MdevDriver> Parent<D> {
             let attr = inner.attr_slots[i].raw.get();
             // SAFETY: `attr` is our zeroed attribute, not yet shared.
             unsafe {
-                (*attr).attr.name = info.name.as_ptr().cast();
+                (*attr).attr.name = info.name.as_char_ptr();
                 (*attr).attr.mode = if info.writable { 0o644 } else { 0o444 };
                 (*attr).__bindgen_anon_1.show = Some(show_attr::<D>);
                 if info.writable {
@@ -231,7 +231,7 @@ impl<D: MdevDriver> Parent<D> {
         // SAFETY: `group` is our zeroed group, not yet shared; `attrs` is
         // NULL-terminated and lives as long as the group.
         unsafe {
-            (*group).name = D::ATTR_GROUP.as_ptr().cast();
+            (*group).name = D::ATTR_GROUP.as_char_ptr();
             (*group).__bindgen_anon_2.attrs = inner.attrs.as_mut_ptr();
         }
         inner.groups[0] = group;
@@ -241,14 +241,14 @@ impl<D: MdevDriver> Parent<D> {
         // SAFETY: `driver` is our zeroed `mdev_driver`, not yet shared; every
         // pointer stored lives in `inner` or in static memory.
         unsafe {
-            (*driver).device_api = c"vfio-pci".as_ptr().cast();
+            (*driver).device_api = c"vfio-pci".as_char_ptr();
             (*driver).probe = Some(probe::<D>);
             (*driver).remove = Some(remove::<D>);
             (*driver).get_available = Some(get_available::<D>);
             (*driver).show_description = Some(show_description::<D>);
-            (*driver).driver.name = D::NAME.as_ptr().cast();
+            (*driver).driver.name = D::NAME.as_char_ptr();
             (*driver).driver.owner = module.as_ptr();
-            (*driver).driver.mod_name = D::NAME.as_ptr().cast();
+            (*driver).driver.mod_name = D::NAME.as_char_ptr();
             (*driver).driver.dev_groups = inner.groups.as_ptr();
         }
         // SAFETY: `driver` is fully set up and pinned until `Drop`.
@@ -256,7 +256,7 @@ impl<D: MdevDriver> Parent<D> {
         self.stage = Stage::Driver;
 
         // SAFETY: The name is a static C string.
-        inner.class = from_err_ptr(unsafe { bindings::class_create(D::NAME.as_ptr().cast()) })?;
+        inner.class = from_err_ptr(unsafe { bindings::class_create(D::NAME.as_char_ptr()) })?;
         self.stage = Stage::Class;
 
         // SAFETY: `class` is live; the name has no format directives, so the
@@ -267,7 +267,7 @@ impl<D: MdevDriver> Parent<D> {
                 ptr::null_mut(),
                 0,
                 ptr::null_mut(),
-                D::NAME.as_ptr().cast(),
+                D::NAME.as_char_ptr(),
             )
         })?;
         self.stage = Stage::Device;

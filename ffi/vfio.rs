@@ -85,7 +85,7 @@ struct VTable<T>(PhantomData<T>);
 
 impl<T: VfioOps> VTable<T> {
     const OPS: vb::vfio_device_ops = vb::vfio_device_ops {
-        name: T::NAME.as_ptr().cast_mut().cast(),
+        name: kernel::str::as_char_ptr_in_const_context(T::NAME).cast_mut(),
         init: None,
         release: Some(release::<T>),
         bind_iommufd: Some(vb::vfio_iommufd_emulated_bind),
@@ -225,7 +225,7 @@ unsafe extern "C" fn ioctl<T: VfioOps>(
 ) -> c_long {
     // SAFETY: Registered devices have their data set until release.
     let d = unsafe { data::<T>(vdev) };
-    from_result(|| d.ioctl(cmd, arg as usize).map(|r| r as c_long))
+    from_result(|| d.ioctl(cmd, arg).map(|r| r as c_long))
 }
 
 /// # Safety

@@ -48,7 +48,7 @@ mod tests {
     fn truncates_at_the_end() {
         let mut page = [0u8; 8];
         let mut b = Buf::new(&mut page);
-        write!(b, "{}-{}", "abcd", 12345).unwrap();
+        write!(b, "abcd-{}", 12345).unwrap();
         assert_eq!(b.len(), 8);
         assert_eq!(b.as_bytes(), b"abcd-123");
         write!(b, "more").unwrap();

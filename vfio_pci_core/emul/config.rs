@@ -258,13 +258,13 @@ impl ConfigSpace {
         self.set(
             off + cap::MSI_FLAGS,
             2,
-            (mmc << 1) | cap::MSI_FLAGS_64BIT as u32,
+            (mmc << 1) | u32::from(cap::MSI_FLAGS_64BIT),
         );
         for p in [
             Perm {
                 off: off + cap::MSI_FLAGS,
                 len: 2,
-                write: (cap::MSI_FLAGS_ENABLE | cap::MSI_FLAGS_QSIZE) as u32,
+                write: u32::from(cap::MSI_FLAGS_ENABLE | cap::MSI_FLAGS_QSIZE),
                 rw1c: 0,
                 why: "MSI control: enable and vectors enabled are the guest's; capable bits are fixed",
             },
