@@ -70,6 +70,16 @@ const MTTY_DEVIATIONS: &[&str] = &[
     // With the 255-byte size, mtty's bounds check lets these through.
     "config read across the end is EINVAL",
     "config read past the end is EINVAL",
+    // The C helper vfio_set_irqs_validate_and_prepare() lets two actions
+    // through and mtty then acts on one of them.
+    "SET_IRQS with two actions is EINVAL",
+    // mtty ignores DATA_BOOL loopback triggers.
+    "a DATA_BOOL trigger of 1 fires",
+    // mtty refuses the count-0 "disable all" form of TRIGGER.
+    "count 0 with DATA_NONE disables the index",
+    // mtty offers no REQ interrupt (so a remove waits for userspace for ever).
+    "REQ trigger eventfd is assigned",
+    "a DATA_NONE trigger makes the REQ eventfd readable",
 ];
 
 /// Collects results and prints them as KTAP lines.
@@ -376,6 +386,90 @@ fn abuse(t: &mut Ktap, dev: &Dev) {
         lsr[0] & 2 != 0 && n == 16,
         || format!("lsr {:#x}, {n} bytes", lsr[0]),
     );
+    uart_irqs(t, fd, bar0);
+}
+
+/// The UART's own interrupts through INTx (level, automasked) and MSI (one
+/// message per rising edge).
+fn uart_irqs(t: &mut Ktap, fd: &OwnedFd, bar0: u64) {
+    let trig_fd = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+    let unmask = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
+    let drain = || {
+        let mut c = [0u8];
+        for _ in 0..32 {
+            let _ = pread(fd, &mut c, bar0);
+        }
+    };
+    drain();
+    let e = Efd::new();
+    let _ = set_irqs(
+        fd,
+        trig_fd,
+        VFIO_PCI_INTX_IRQ_INDEX,
+        0,
+        1,
+        &e.raw().to_le_bytes(),
+    );
+    let _ = pwrite(fd, &[0x01], bar0 + 1); // IER: received data available.
+    let _ = pwrite(fd, b"a", bar0);
+    let n1 = e.take();
+    let _ = pwrite(fd, b"b", bar0);
+    let n2 = e.take();
+    t.check(
+        "received data raises INTx once, then INTx stays masked",
+        (n1, n2) == (1, 0),
+        || format!("counters {n1} {n2}"),
+    );
+    let _ = set_irqs(fd, unmask, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &[]);
+    let n = e.take();
+    t.check(
+        "unmasking a still-asserted INTx delivers it again",
+        n == 1,
+        || format!("counter {n}"),
+    );
+    drain();
+    let _ = set_irqs(fd, unmask, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &[]);
+    let n = e.take();
+    t.check(
+        "unmasking after the cause is gone delivers nothing",
+        n == 0,
+        || format!("counter {n}"),
+    );
+    let _ = set_irqs(
+        fd,
+        trig_fd,
+        VFIO_PCI_INTX_IRQ_INDEX,
+        0,
+        1,
+        &(-1i32).to_le_bytes(),
+    );
+
+    let m = Efd::new();
+    let r = set_irqs(
+        fd,
+        trig_fd,
+        VFIO_PCI_MSI_IRQ_INDEX,
+        0,
+        1,
+        &m.raw().to_le_bytes(),
+    );
+    t.check(
+        "MSI trigger eventfd is assigned once INTx is off",
+        r.is_ok(),
+        || format!("{r:?}"),
+    );
+    let _ = pwrite(fd, b"c", bar0);
+    let n1 = m.take();
+    drain();
+    let _ = pwrite(fd, b"d", bar0);
+    let n2 = m.take();
+    t.check("each new cause sends one MSI", (n1, n2) == (1, 1), || {
+        format!("counters {n1} {n2}")
+    });
+    let none = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+    let _ = set_irqs(fd, none, VFIO_PCI_MSI_IRQ_INDEX, 0, 0, &[]);
+    let _ = pwrite(fd, &[0x00], bar0 + 1);
+    drain();
 }
 
 fn checks(t: &mut Ktap, dev: &Dev) {
@@ -461,6 +555,207 @@ fn checks(t: &mut Ktap, dev: &Dev) {
     t.check("an unknown ioctl is ENOTTY", r == Err(libc::ENOTTY), || {
         format!("{r:?}")
     });
+    irq_checks(t, fd);
+}
+
+const VFIO_IRQ_SET_DATA_NONE: u32 = 1;
+const VFIO_IRQ_SET_DATA_BOOL: u32 = 1 << 1;
+const VFIO_IRQ_SET_ACTION_UNMASK: u32 = 1 << 4;
+const VFIO_PCI_MSI_IRQ_INDEX: u32 = 1;
+const VFIO_IRQ_INFO_MASKABLE: u32 = 1 << 1;
+const VFIO_IRQ_INFO_AUTOMASKED: u32 = 1 << 2;
+
+/// An eventfd owned by the test.
+struct Efd(OwnedFd);
+
+impl Efd {
+    fn new() -> Self {
+        // SAFETY: eventfd has no memory preconditions.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(fd >= 0, "eventfd");
+        // SAFETY: `fd` is new and ours.
+        Efd(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// The counter, read and reset (0 if nothing was signalled).
+    fn take(&self) -> u64 {
+        let mut v = [0u8; 8];
+        // SAFETY: `v` is valid for 8 bytes.
+        let r = unsafe { libc::read(self.0.as_raw_fd(), v.as_mut_ptr().cast(), 8) };
+        if r == 8 {
+            u64::from_le_bytes(v)
+        } else {
+            0
+        }
+    }
+
+    fn raw(&self) -> u32 {
+        self.0.as_raw_fd() as u32
+    }
+}
+
+/// `VFIO_DEVICE_SET_IRQS` with `words` after the header's argsz.
+fn set_irqs(
+    fd: &OwnedFd,
+    flags: u32,
+    index: u32,
+    start: u32,
+    count: u32,
+    data: &[u8],
+) -> Result<i32, i32> {
+    let argsz = 20 + data.len();
+    let mut b = u32s(&[argsz as u32, flags, index, start, count], argsz);
+    b[20..].copy_from_slice(data);
+    ioctl_buf(fd, VFIO_DEVICE_SET_IRQS, &mut b)
+}
+
+/// The `SET_IRQS` matrix on the INTx, MSI and REQ indexes, with loopback
+/// triggers that must make the eventfds readable.
+fn irq_checks(t: &mut Ktap, fd: &OwnedFd) {
+    let info = |index: u32| {
+        let mut b = u32s(&[16, 0, index, 0], 16);
+        ioctl_buf(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut b).map(|_| (get32(&b, 4), get32(&b, 12)))
+    };
+    let intx = info(VFIO_PCI_INTX_IRQ_INDEX);
+    t.check(
+        "INTx is one maskable, automasked interrupt",
+        matches!(intx, Ok((f, 1)) if f & (VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED) == 6),
+        || format!("{intx:?}"),
+    );
+    let r = info(5);
+    t.check(
+        "IRQ_INFO of index 5 is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let mut short = u32s(&[15, 0, 0, 0], 16);
+    let r = ioctl_buf(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut short);
+    t.check(
+        "IRQ_INFO with argsz below minsz is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+
+    let trig_fd = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+    let trig_none = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+    let trig_bool = VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER;
+    let mut hdr = u32s(&[19, trig_none, 0, 0, 1], 20);
+    let r = ioctl_buf(fd, VFIO_DEVICE_SET_IRQS, &mut hdr);
+    t.check(
+        "SET_IRQS with argsz below minsz is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = set_irqs(fd, trig_fd | VFIO_IRQ_SET_DATA_BOOL, 0, 0, 1, &[0; 4]);
+    t.check(
+        "SET_IRQS with two data types is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = set_irqs(fd, trig_none | VFIO_IRQ_SET_ACTION_UNMASK, 0, 0, 1, &[]);
+    t.check(
+        "SET_IRQS with two actions is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = set_irqs(fd, trig_none, 5, 0, 1, &[]);
+    t.check(
+        "SET_IRQS on index 5 is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = set_irqs(fd, trig_none, 0, 1, 1, &[]);
+    t.check(
+        "SET_IRQS past the index's count is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = set_irqs(fd, trig_fd, 0, 0, 1, &[]);
+    t.check(
+        "SET_IRQS without room for the eventfd is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = set_irqs(fd, trig_fd, 0, 0, 1, &9999i32.to_le_bytes());
+    t.check(
+        "SET_IRQS with a descriptor that is not open is EBADF",
+        r == Err(libc::EBADF),
+        || format!("{r:?}"),
+    );
+
+    // INTx: assign, loop back, de-assign.
+    let e = Efd::new();
+    let r = set_irqs(fd, trig_fd, 0, 0, 1, &e.raw().to_le_bytes());
+    t.check("INTx trigger eventfd is assigned", r.is_ok(), || {
+        format!("{r:?}")
+    });
+    let _ = set_irqs(fd, trig_none, 0, 0, 1, &[]);
+    let n = e.take();
+    t.check(
+        "a DATA_NONE trigger makes the INTx eventfd readable",
+        n == 1,
+        || format!("counter {n}"),
+    );
+    let _ = set_irqs(fd, trig_bool, 0, 0, 1, &[0]);
+    let n = e.take();
+    t.check("a DATA_BOOL trigger of 0 does not fire", n == 0, || {
+        format!("counter {n}")
+    });
+    let _ = set_irqs(fd, trig_bool, 0, 0, 1, &[1]);
+    let n = e.take();
+    t.check("a DATA_BOOL trigger of 1 fires", n == 1, || {
+        format!("counter {n}")
+    });
+    let r = set_irqs(
+        fd,
+        trig_fd,
+        VFIO_PCI_MSI_IRQ_INDEX,
+        0,
+        1,
+        &Efd::new().raw().to_le_bytes(),
+    );
+    t.check(
+        "enabling MSI while INTx is enabled is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = set_irqs(fd, trig_fd, 0, 0, 1, &(-1i32).to_le_bytes());
+    t.check("fd -1 de-assigns the INTx trigger", r.is_ok(), || {
+        format!("{r:?}")
+    });
+    let _ = set_irqs(fd, trig_none, 0, 0, 1, &[]);
+    let n = e.take();
+    t.check("a de-assigned trigger no longer fires", n == 0, || {
+        format!("counter {n}")
+    });
+    let r = set_irqs(fd, trig_none, 0, 0, 0, &[]);
+    t.check(
+        "count 0 with DATA_NONE disables the index",
+        r.is_ok(),
+        || format!("{r:?}"),
+    );
+
+    // REQ: assign and loop back.
+    let q = Efd::new();
+    let r = set_irqs(
+        fd,
+        trig_fd,
+        VFIO_PCI_REQ_IRQ_INDEX,
+        0,
+        1,
+        &q.raw().to_le_bytes(),
+    );
+    t.check("REQ trigger eventfd is assigned", r.is_ok(), || {
+        format!("{r:?}")
+    });
+    let _ = set_irqs(fd, trig_none, VFIO_PCI_REQ_IRQ_INDEX, 0, 1, &[]);
+    let n = q.take();
+    t.check(
+        "a DATA_NONE trigger makes the REQ eventfd readable",
+        n == 1,
+        || format!("counter {n}"),
+    );
+    let _ = set_irqs(fd, trig_none, VFIO_PCI_REQ_IRQ_INDEX, 0, 0, &[]);
 }
 
 fn main() {
