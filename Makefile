@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 S := scripts
 
-.PHONY: all setup module test test-host lint test-vm run clippy clean
+.PHONY: all setup module test test-host lint test-vm run bench clippy clean
 
 all: module
 
@@ -32,6 +32,10 @@ test: setup test-host lint
 
 test-vm: module
 	@$(S)/vm-test.sh
+
+bench: setup
+	@$(S)/build-module.sh
+	@$(S)/bench.sh
 
 run: setup
 	@$(S)/build-module.sh
