@@ -324,10 +324,108 @@ fn floor_of(row: &str) -> usize {
     }
 }
 
+/// A random UUID from the kernel.
+fn uuid() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+fn create(tdir: &str) -> Option<String> {
+    let u = uuid();
+    fs::write(format!("{tdir}/create"), &u).ok().map(|_| u)
+}
+
+fn remove(u: &str) {
+    let _ = fs::write(format!("/sys/bus/mdev/devices/{u}/remove"), "1");
+}
+
+/// `lifecycle TYPEDIR LIVE CYCLES`: with LIVE instances of the type alive,
+/// times CYCLES create+remove cycles through sysfs; prints "p50 p99" in ns,
+/// or "n/a" if the pool cannot hold LIVE + 1 instances.
+fn lifecycle(tdir: &str, live: usize, cycles: usize) {
+    let mut alive = Vec::new();
+    for _ in 0..live {
+        match create(tdir) {
+            Some(u) => alive.push(u),
+            None => break,
+        }
+    }
+    let mut t = Vec::new();
+    if alive.len() == live {
+        for _ in 0..cycles {
+            let s = Instant::now();
+            let Some(u) = create(tdir) else { break };
+            remove(&u);
+            t.push(s.elapsed().as_nanos() as f64);
+        }
+    }
+    alive.iter().for_each(|u| remove(u));
+    if t.len() < cycles {
+        println!("n/a");
+        return;
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    println!("{:.0} {:.0}", t[t.len() / 2], t[t.len() * 99 / 100]);
+}
+
+/// Bytes in allocated slab objects: the sum over `/proc/slabinfo` of active
+/// objects times object size (finer than `/proc/meminfo`'s Slab pages, which
+/// do not move while partial slabs have room).
+fn slab_bytes() -> u64 {
+    let text = fs::read_to_string("/proc/slabinfo").unwrap_or_default();
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let active: u64 = f.get(1)?.parse().ok()?;
+            let size: u64 = f.get(3)?.parse().ok()?;
+            Some(active * size)
+        })
+        .sum()
+}
+
+/// `memory TYPEDIR N`: slab memory per live instance over N instances, in
+/// bytes ("n/a" if N do not fit).
+fn memory(tdir: &str, n: usize) {
+    // Settle caches with one create/remove first.
+    if let Some(u) = create(tdir) {
+        remove(&u);
+    }
+    let before = slab_bytes();
+    let alive: Vec<String> = (0..n).filter_map(|_| create(tdir)).collect();
+    let after = slab_bytes();
+    let got = alive.len();
+    alive.iter().for_each(|u| remove(u));
+    if got < n {
+        println!("n/a");
+    } else {
+        println!("{}", after.saturating_sub(before) / n as u64);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("lifecycle") if args.len() == 5 => {
+            lifecycle(
+                &args[2],
+                args[3].parse().unwrap_or(0),
+                args[4].parse().unwrap_or(0),
+            );
+            return;
+        }
+        Some("memory") if args.len() == 4 => {
+            memory(&args[2], args[3].parse().unwrap_or(0));
+            return;
+        }
+        _ => {}
+    }
     if args.len() < 4 {
-        eprintln!("usage: vfio-bench OUT.json NAME=SYSFSDEV NAME=SYSFSDEV");
+        eprintln!(
+            "usage: vfio-bench OUT.json NAME=SYSFSDEV NAME=SYSFSDEV | lifecycle TYPEDIR LIVE CYCLES | memory TYPEDIR N"
+        );
         std::process::exit(2);
     }
     // SAFETY: A zeroed cpu_set_t with CPU 0 set, for this thread.
