@@ -313,6 +313,15 @@ fn floor_rows() -> Vec<(&'static str, Stat)> {
     ]
 }
 
+/// A JSON number, or `null` for a figure that could not be measured.
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "null".into()
+    }
+}
+
 /// Which floor row a device row is compared with.
 fn floor_of(row: &str) -> usize {
     if row.starts_with("ioctl") {
@@ -473,13 +482,13 @@ fn main() {
         );
         let _ = writeln!(
             json,
-            "    {{\"op\": \"{row}\", \"{an}_p50\": {:.0}, \"{an}_p99\": {:.0}, \"{bn}_p50\": {:.0}, \"{bn}_p99\": {:.0}, \"ratio_{an}_{bn}\": {:.3}, \"ratio_{an}_floor\": {:.3}}}{}",
-            sa.p50,
-            sa.p99,
-            sb.p50,
-            sb.p99,
-            sa.p50 / sb.p50,
-            sa.p50 / fl.p50,
+            "    {{\"op\": \"{row}\", \"{an}_p50\": {}, \"{an}_p99\": {}, \"{bn}_p50\": {}, \"{bn}_p99\": {}, \"ratio_{an}_{bn}\": {}, \"ratio_{an}_floor\": {}}}{}",
+            num(sa.p50),
+            num(sa.p99),
+            num(sb.p50),
+            num(sb.p99),
+            num(sa.p50 / sb.p50),
+            num(sa.p50 / fl.p50),
             if i + 1 < a.1.len() { "," } else { "" },
             an = a.0,
             bn = b.0
