@@ -6,7 +6,7 @@
 # rustc, bindgen, virtme-ng, and a Rust-enabled kernel built with LLVM.
 # Each step leaves a stamp in the cache, so a second run does nothing.
 #
-# Usage: scripts/setup.sh [host|tools|kernel|all]   (default: all)
+# Usage: scripts/setup.sh [host|tools|kernel|l2|all]   (default: all)
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -163,7 +163,9 @@ build_kernel() {
 	local kdir=$1 frag=$2
 	cd "$kdir"
 	log "configuring $(basename "$kdir")"
-	virtme-configkernel --defconfig >/dev/null
+	# virtme's own defconfig merge reassigns many symbols on purpose; keep
+	# its other messages.
+	virtme-configkernel --defconfig 2>&1 >/dev/null | grep -v 'override: reassigning' >&2 || true
 	scripts/kconfig/merge_config.sh -m .config "$frag" >/dev/null
 	kmake olddefconfig
 	kmake rustavailable >/dev/null || die "the kernel says Rust is not available with this toolchain"
