@@ -165,7 +165,9 @@ build_kernel() {
 	log "configuring $(basename "$kdir")"
 	# virtme's own defconfig merge reassigns many symbols on purpose; keep
 	# its other messages.
-	virtme-configkernel --defconfig 2>&1 >/dev/null | grep -v 'override: reassigning' >&2 || true
+	local rc=0
+	virtme-configkernel --defconfig 2>&1 >/dev/null | { grep -v 'override: reassigning' >&2 || true; } || rc=$?
+	[ "$rc" = 0 ] || die "virtme-configkernel failed ($rc)"
 	scripts/kconfig/merge_config.sh -m .config "$frag" >/dev/null
 	kmake olddefconfig
 	kmake rustavailable >/dev/null || die "the kernel says Rust is not available with this toolchain"
