@@ -13,24 +13,16 @@
 //! the first device to the second and to the floor, and writes the figures
 //! as JSON.
 
+#[path = "../../vfio_uapi.rs"]
+mod vfio_uapi;
+use vfio_uapi::*;
+
 use std::ffi::CString;
 use std::fmt::Write as _;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
-
-const fn io(nr: u32) -> libc::c_ulong {
-    ((b';' as u32) << 8 | nr) as libc::c_ulong
-}
-
-const VFIO_SET_IOMMU: libc::c_ulong = io(102);
-const VFIO_GROUP_SET_CONTAINER: libc::c_ulong = io(104);
-const VFIO_GROUP_GET_DEVICE_FD: libc::c_ulong = io(106);
-const VFIO_DEVICE_GET_INFO: libc::c_ulong = io(107);
-const VFIO_DEVICE_GET_REGION_INFO: libc::c_ulong = io(108);
-const VFIO_DEVICE_GET_IRQ_INFO: libc::c_ulong = io(109);
-const VFIO_DEVICE_SET_IRQS: libc::c_ulong = io(110);
 
 const WARMUP: usize = 500;
 const ITERS: usize = 5000;
