@@ -3,7 +3,9 @@
 # Second-level tests, sourced by guest-test.sh inside the first-level VM: a
 # small guest (tiny kernel, busybox initramfs) runs under QEMU (TCG) with an
 # rmdev two-port instance and an mtty two-port instance passed through as
-# vfio-pci sysfsdev devices, and loops data through every port.
+# vfio-pci sysfsdev devices, and loops data through every port. Then the
+# rmdev instance is removed while QEMU still holds it, which must complete
+# through REQ and a guest-side hot-unplug.
 #
 # mtty wedges a port on any burst of 16 bytes or more (its FIFO ring cannot
 # tell full from empty), so its ports are driven with 15-byte writes; rmdev's
@@ -20,7 +22,7 @@ wait_for() {
 }
 
 nested_tests() {
-	local l2k=$1 l2i=$2 ur um out qpid t0 rc
+	local l2k=$1 l2i=$2 ur um out live qpid t0 rc
 	if [ ! -r "$l2k" ] || [ ! -r "$l2i" ]; then
 		ok 1 "L2: kernel and initramfs are there" "$l2k $l2i"
 		return
@@ -32,19 +34,43 @@ nested_tests() {
 	expect_eq "L2: create an mtty two-port instance" \
 		"$(write_errno "$um" "$SUPP/mtty/mdev_supported_types/mtty-2/create")" OK
 	out=$TOP/tests/out/l2-console.log
-	# rmdev's card sits in slot 04.0, mtty's in 05.0; ttyS0 is L2's console.
+	# The log is written to the VM's tmpfs: a file QEMU is still writing on
+	# the 9p share cannot be read back meanwhile.
+	live=/tmp/l2-console.log
+	# rmdev's card sits behind a PCIe root port (bus 01) so that QEMU can
+	# hot-unplug it when asked through REQ: the guest's pciehp powers the slot
+	# off and QEMU lets go of the device. Native PCIe hotplug needs ACPI
+	# hotplug off; the small guest has no ACPI. mtty's card is in slot 05.0.
+	# ttyS0 is L2's console.
 	timeout 300 qemu-system-x86_64 -machine q35 -accel tcg -cpu max -m 128 \
+		-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
 		-display none -nodefaults -no-reboot -serial stdio \
 		-kernel "$l2k" -initrd "$l2i" \
-		-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=00/04.0:4096:4096,00/05.0:1024:15" \
-		-device vfio-pci,sysfsdev=/sys/bus/mdev/devices/$ur,addr=04.0 \
+		-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=01/00.0:4096:4096,00/05.0:1024:15 l2.hold=01/00.0" \
+		-device pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=04.0 \
+		-device vfio-pci,sysfsdev=/sys/bus/mdev/devices/$ur,bus=rp1,addr=00.0 \
 		-device vfio-pci,sysfsdev=/sys/bus/mdev/devices/$um,addr=05.0 \
-		</dev/null >"$out" 2>&1
-	ok $? "L2: QEMU ran the second-level guest to its end" "$(tail -n 3 "$out" | tr '\n' ' ')"
+		</dev/null >"$live" 2>&1 &
+	qpid=$!
+	# Once L2 has run its tests it waits for the rmdev card to go away.
+	# Removing the instance now must not hang: rmdev signals REQ, QEMU asks
+	# the guest to unplug, the guest powers the slot off, QEMU closes the
+	# device, and the remove completes.
+	wait_for "$live" '# L2 holding' 240
+	ok $? "L2: the guest ran its tests and holds the rmdev card" "$(tail -n 3 "$live" | tr '\n' ' ')"
+	sed 's/^/# rmdev state: /' "/sys/bus/mdev/devices/$ur/rmdev/state"
+	t0=$SECONDS
+	rc=$(timeout 150 sh -c "echo 1 > /sys/bus/mdev/devices/$ur/remove && echo OK || echo failed")
+	expect_eq "L2: removing the rmdev instance QEMU holds completes (REQ, guest unplug)" \
+		"${rc:-timed out}" OK
+	echo "# remove of a held instance took $((SECONDS - t0)) s"
+	wait "$qpid"
+	ok $? "L2: QEMU ran the second-level guest to its end" "$(tail -n 3 "$live" | tr '\n' ' ')"
+	cp "$live" "$out"
 	renumber < <(grep -E '^(#|(not )?ok - )' "$out" | tr -d '\r')
 	grep -q '4348:0x3253 driver=serial' "$out"
 	ok $? "L2: 8250_pci binds the devices"
-	sed 's/^/# rmdev state: /' "/sys/bus/mdev/devices/$ur/rmdev/state"
-	write_errno 1 "/sys/bus/mdev/devices/$ur/remove" >/dev/null
+	[ ! -e "/sys/bus/mdev/devices/$ur" ]
+	ok $? "L2: the rmdev instance is gone"
 	write_errno 1 "/sys/bus/mdev/devices/$um/remove" >/dev/null
 }
