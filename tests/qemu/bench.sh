@@ -19,7 +19,12 @@ echo "$R" >/sys/class/mdev_bus/rmdev/mdev_supported_types/rmdev-serial-1/create 
 echo "$M" >/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1/create || exit 1
 mkdir -p "$OUT"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-"$TOP/target/release/vfio-bench" "$OUT/rows.json" rmdev=/sys/bus/mdev/devices/$R mtty=/sys/bus/mdev/devices/$M || exit 1
+# Every phase runs under a timeout, so that a hang says where it was.
+timeout 600 "$TOP/target/release/vfio-bench" "$OUT/rows.json" \
+	rmdev=/sys/bus/mdev/devices/$R mtty=/sys/bus/mdev/devices/$M || {
+	echo "bench: the latency phase failed or hung (status $?)"
+	exit 1
+}
 echo 1 >/sys/bus/mdev/devices/$R/remove
 echo 1 >/sys/bus/mdev/devices/$M/remove
 
@@ -31,15 +36,17 @@ MT=/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1
 life=""
 printf '%-38s %21s %21s %8s\n' "create+remove cycle (ns)" "rmdev p50 p99" "mtty p50 p99" "ratio"
 for n in 1 8 23 64 999; do
-	r=$("$VB" lifecycle "$RT" "$n" 50)
-	m=$("$VB" lifecycle "$MT" "$n" 50)
+	# Both types in one run, taking turns cycle by cycle.
+	both=$(timeout 300 "$VB" lifecycle "$n" 50 "$RT" "$MT" || echo "hung")
+	r=$(echo "$both" | sed -n 1p)
+	m=$(echo "$both" | sed -n 2p)
 	ratio=n/a
-	[ "$r" != n/a ] && [ "$m" != n/a ] && ratio=$(echo "scale=2; ${r%% *} / ${m%% *}" | bc)
+	case "$r $m" in [0-9]*" "[0-9]*) ratio=$(echo "scale=2; ${r%% *} / ${m%% *}" | bc) ;; esac
 	printf '%-38s %21s %21s %8s\n' "with $n live instances" "$r" "$m" "$ratio"
 	life="$life{\"live\": $n, \"rmdev\": \"$r\", \"mtty\": \"$m\"},"
 done
 # The median of three runs: other kernel activity moves the slab total too.
-med3() { for _ in 1 2 3; do "$VB" memory "$1" "$2"; done | sort -n | sed -n 2p; }
+med3() { for _ in 1 2 3; do timeout 300 "$VB" memory "$1" "$2"; done | sort -n | sed -n 2p; }
 mr=$(med3 "$RT" 100)
 mr20=$(med3 "$RT" 20)
 mm20=$(med3 "$MT" 20)

@@ -2,9 +2,11 @@
 
 //! Latency benchmark of VFIO mdev devices, run inside the test VM.
 //!
-//! `vfio-bench OUT.json NAME=SYSFSDEV...` opens each device through its VFIO
-//! group, and times, on a thread pinned to one CPU, after a warm-up, in
-//! several repetitions of many iterations: trapped BAR register reads and
+//! `vfio-bench OUT.json NAME=SYSFSDEV NAME=SYSFSDEV` opens both devices
+//! through their VFIO groups, and times, on a thread pinned to one CPU, after
+//! a warm-up, in several repetitions of many iterations, the two devices
+//! taking turns repetition by repetition (so that the machine's drifting speed
+//! under emulation falls on both alike): trapped BAR register reads and
 //! writes (1 and 4 bytes), config-space reads and writes, the GET_INFO,
 //! GET_IRQ_INFO and SET_IRQS ioctls, and the interrupt path (a register write
 //! whose interrupt makes an eventfd readable). The same harness measures the
@@ -25,8 +27,8 @@ use std::path::Path;
 use std::time::Instant;
 
 const WARMUP: usize = 500;
-const ITERS: usize = 5000;
-const REPS: usize = 5;
+const ITERS: usize = 2000;
+const REPS: usize = 11;
 
 fn open(path: &str) -> Option<OwnedFd> {
     let c = CString::new(path).ok()?;
@@ -102,37 +104,72 @@ fn pwrite(fd: i32, buf: &[u8], off: u64) -> isize {
 
 /// Median and 99th percentile of one operation, in nanoseconds: the
 /// per-repetition figures' medians.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Stat {
     p50: f64,
     p99: f64,
 }
 
-fn measure(mut op: impl FnMut()) -> Stat {
-    for _ in 0..WARMUP {
-        op();
-    }
-    let mut p50s = Vec::new();
-    let mut p99s = Vec::new();
-    let mut t = vec![0u32; ITERS];
-    for _ in 0..REPS {
-        for slot in t.iter_mut() {
-            let s = Instant::now();
-            op();
-            *slot = s.elapsed().as_nanos().min(u32::MAX as u128) as u32;
-        }
-        t.sort_unstable();
-        p50s.push(t[ITERS / 2] as f64);
-        p99s.push(t[ITERS * 99 / 100] as f64);
-    }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
+impl Stat {
+    const NONE: Stat = Stat {
+        p50: f64::NAN,
+        p99: f64::NAN,
     };
-    Stat {
-        p50: med(&mut p50s),
-        p99: med(&mut p99s),
+}
+
+/// One repetition: ITERS timed calls of `op`; returns (p50, p99).
+fn rep(t: &mut [u32], op: &mut dyn FnMut() -> bool) -> (f64, f64) {
+    for slot in t.iter_mut() {
+        let s = Instant::now();
+        op();
+        *slot = s.elapsed().as_nanos().min(u32::MAX as u128) as u32;
     }
+    t.sort_unstable();
+    (t[t.len() / 2] as f64, t[t.len() * 99 / 100] as f64)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Times each of `ops` (one per device or floor) in REPS repetitions taken
+/// in turn, so that drift in the machine's speed during the run (common
+/// under emulation) falls on all of them alike. An operation that fails on
+/// its first call gets no figure: an error path is not what is measured.
+fn measure(ops: &mut [&mut dyn FnMut() -> bool]) -> Vec<Stat> {
+    let ok: Vec<bool> = ops.iter_mut().map(|op| op()).collect();
+    for op in ops.iter_mut() {
+        for _ in 0..WARMUP {
+            op();
+        }
+    }
+    let mut t = vec![0u32; ITERS];
+    let mut p50s = vec![Vec::new(); ops.len()];
+    let mut p99s = vec![Vec::new(); ops.len()];
+    let n = ops.len();
+    for r in 0..REPS {
+        // Every other round goes backwards, so no operation always runs
+        // right after the same other one.
+        for k in 0..n {
+            let i = if r % 2 == 0 { k } else { n - 1 - k };
+            let (a, b) = rep(&mut t, &mut *ops[i]);
+            p50s[i].push(a);
+            p99s[i].push(b);
+        }
+    }
+    (0..ops.len())
+        .map(|i| {
+            if ok[i] {
+                Stat {
+                    p50: median(&mut p50s[i]),
+                    p99: median(&mut p99s[i]),
+                }
+            } else {
+                Stat::NONE
+            }
+        })
+        .collect()
 }
 
 fn eventfd() -> OwnedFd {
@@ -148,161 +185,172 @@ fn set_irq_fd(dev: i32, index: u32, efd: i32) -> i32 {
     ioctl(dev, VFIO_DEVICE_SET_IRQS, &mut b)
 }
 
-/// The rows measured on one device.
-fn device_rows(d: &Dev) -> Vec<(&'static str, Stat)> {
+/// The rows measured on every device, in this order.
+const ROWS: [&str; 10] = [
+    "bar read 1B",
+    "bar write 1B",
+    "bar read 4B",
+    "bar write 4B",
+    "config read 4B",
+    "config write 4B",
+    "ioctl GET_INFO",
+    "ioctl GET_IRQ_INFO",
+    "ioctl SET_IRQS assign+release",
+    "interrupt: write to eventfd readable",
+];
+
+/// The operation of row `row` (below the interrupt row) on device `d`; it
+/// returns whether the call did what it should. `efd` is an eventfd.
+fn dev_op(row: usize, d: &Dev, efd: i32) -> Box<dyn FnMut() -> bool> {
     let fd = d.fd.as_raw_fd();
     let (bar0, cfg) = (d.bar0, d.cfg);
     let mut b = [0u8; 4];
-    let mut rows = vec![
-        (
-            "bar read 1B",
-            measure(|| {
-                pread(fd, &mut b[..1], bar0 + 5);
-            }),
-        ),
-        (
-            "bar write 1B",
-            measure(|| {
-                pwrite(fd, &[0x5a], bar0 + 7);
-            }),
-        ),
-        (
-            "bar read 4B",
-            measure(|| {
-                pread(fd, &mut b, bar0 + 4);
-            }),
-        ),
-        (
-            "bar write 4B",
-            measure(|| {
-                pwrite(fd, &[0, 0, 0, 0x5a], bar0 + 4);
-            }),
-        ),
-        (
-            "config read 4B",
-            measure(|| {
-                pread(fd, &mut b, cfg);
-            }),
-        ),
-        (
-            "config write 4B",
-            measure(|| {
-                pwrite(fd, &[0x0a, 0, 0, 0], cfg + 0x3c);
-            }),
-        ),
-    ];
-    let mut info = words(&[16], 16);
-    rows.push((
-        "ioctl GET_INFO",
-        measure(|| {
-            ioctl(fd, VFIO_DEVICE_GET_INFO, &mut info);
-        }),
-    ));
-    let mut irq = words(&[16, 0, 0, 0], 16);
-    rows.push((
-        "ioctl GET_IRQ_INFO",
-        measure(|| {
-            ioctl(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut irq);
-        }),
-    ));
-    let e = eventfd();
-    rows.push((
-        "ioctl SET_IRQS assign+release",
-        measure(|| {
-            set_irq_fd(fd, 0, e.as_raw_fd());
-            set_irq_fd(fd, 0, -1);
-        }),
-    ));
+    match row {
+        0 => Box::new(move || pread(fd, &mut b[..1], bar0 + 5) == 1),
+        1 => Box::new(move || pwrite(fd, &[0x5a], bar0 + 7) == 1),
+        2 => Box::new(move || pread(fd, &mut b, bar0 + 4) == 4),
+        3 => Box::new(move || pwrite(fd, &[0, 0, 0, 0x5a], bar0 + 4) == 4),
+        4 => Box::new(move || pread(fd, &mut b, cfg) == 4),
+        5 => Box::new(move || pwrite(fd, &[0x0a, 0, 0, 0], cfg + 0x3c) == 4),
+        6 => {
+            let mut info = words(&[16], 16);
+            Box::new(move || ioctl(fd, VFIO_DEVICE_GET_INFO, &mut info) == 0)
+        }
+        7 => {
+            let mut irq = words(&[16, 0, 0, 0], 16);
+            Box::new(move || ioctl(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut irq) == 0)
+        }
+        _ => Box::new(move || set_irq_fd(fd, 0, efd) == 0 && set_irq_fd(fd, 0, -1) == 0),
+    }
+}
 
-    // Interrupt path: THR write loops back, the received-data interrupt
-    // makes the INTx eventfd readable; then drain and unmask, untimed. A
-    // device that does not interrupt within 100 ms ten times gets no row.
-    set_irq_fd(fd, 0, e.as_raw_fd());
-    pwrite(fd, &[0x01], bar0 + 1);
+/// Interrupt path samples on one device: a THR write loops back, the
+/// received-data interrupt makes the INTx eventfd readable; then drain and
+/// unmask, untimed. Returns false once the device has failed to interrupt
+/// within 100 ms ten times.
+fn irq_samples(d: &Dev, efd: i32, n: usize, out: &mut Vec<f64>) -> bool {
+    let fd = d.fd.as_raw_fd();
     let mut unmask = words(&[20, 1 | (1 << 4), 0, 0, 1], 20);
-    let mut v = [0u8; 8];
-    let mut c = [0u8; 1];
-    let mut samples = Vec::new();
+    let (mut v, mut c) = ([0u8; 8], [0u8; 1]);
     let mut timeouts = 0;
-    for i in 0..(WARMUP + ITERS) {
+    for _ in 0..n {
         let mut pfd = libc::pollfd {
-            fd: e.as_raw_fd(),
+            fd: efd,
             events: libc::POLLIN,
             revents: 0,
         };
         let s = Instant::now();
-        pwrite(fd, b"x", bar0);
+        pwrite(fd, b"x", d.bar0);
         // SAFETY: `pfd` is one valid pollfd.
         let r = unsafe { libc::poll(&mut pfd, 1, 100) };
         let ns = s.elapsed().as_nanos() as f64;
-        if r != 1 {
-            timeouts += 1;
-            if timeouts >= 10 {
-                break;
-            }
-        } else if i >= WARMUP {
-            samples.push(ns);
-        }
         if r == 1 {
+            out.push(ns);
             // SAFETY: Reads the 8-byte counter into `v`; poll said the
             // eventfd is readable, so the read does not block.
-            unsafe { libc::read(e.as_raw_fd(), v.as_mut_ptr().cast(), 8) };
+            unsafe { libc::read(efd, v.as_mut_ptr().cast(), 8) };
+        } else {
+            timeouts += 1;
+            if timeouts >= 10 {
+                return false;
+            }
         }
-        pread(fd, &mut c, bar0);
+        pread(fd, &mut c, d.bar0);
         ioctl(fd, VFIO_DEVICE_SET_IRQS, &mut unmask);
     }
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let stat = if samples.len() >= ITERS / 2 {
-        Stat {
-            p50: samples[samples.len() / 2],
-            p99: samples[samples.len() * 99 / 100],
+    true
+}
+
+/// Every row on every device, measured side by side.
+fn device_rows(devs: &[Dev]) -> Vec<Vec<Stat>> {
+    let efds: Vec<OwnedFd> = devs.iter().map(|_| eventfd()).collect();
+    let mut rows = Vec::new();
+    // The first row is measured twice and its first figures dropped: the
+    // first thousands of calls of a run are slower (caches, and under
+    // emulation code translation), whatever the device.
+    for row in (0..1).chain(0..ROWS.len() - 1) {
+        let mut ops: Vec<Box<dyn FnMut() -> bool>> = devs
+            .iter()
+            .zip(&efds)
+            .map(|(d, e)| dev_op(row, d, e.as_raw_fd()))
+            .collect();
+        let mut refs: Vec<&mut dyn FnMut() -> bool> =
+            ops.iter_mut().map(|o| o.as_mut() as _).collect();
+        rows.push(measure(&mut refs));
+    }
+    rows.remove(0);
+    // The interrupt path, in turns as well. The FIFO is enabled with a
+    // receive trigger level of one byte (mtty raises no receive interrupt
+    // before its FCR is written), and the received-data interrupt on.
+    for (d, e) in devs.iter().zip(&efds) {
+        let fd = d.fd.as_raw_fd();
+        pwrite(fd, &[0x07], d.bar0 + 2);
+        pwrite(fd, &[0x01], d.bar0 + 1);
+        set_irq_fd(fd, 0, e.as_raw_fd());
+    }
+    let mut samples = vec![Vec::new(); devs.len()];
+    let mut alive = vec![true; devs.len()];
+    for r in 0..=REPS {
+        for (i, (d, e)) in devs.iter().zip(&efds).enumerate() {
+            if alive[i] {
+                // The first round is the warm-up.
+                let mut sink = Vec::new();
+                let out = if r == 0 { &mut sink } else { &mut samples[i] };
+                alive[i] = irq_samples(d, e.as_raw_fd(), ITERS / REPS, out);
+            }
         }
-    } else {
-        Stat {
-            p50: f64::NAN,
-            p99: f64::NAN,
-        }
-    };
-    rows.push(("interrupt: write to eventfd readable", stat));
-    pwrite(fd, &[0x00], bar0 + 1);
-    set_irq_fd(fd, 0, -1);
+    }
+    rows.push(
+        samples
+            .iter_mut()
+            .zip(&alive)
+            .map(|(v, &ok)| {
+                if !ok || v.len() < ITERS / 2 {
+                    return Stat::NONE;
+                }
+                v.sort_by(|a, b| a.total_cmp(b));
+                Stat {
+                    p50: v[v.len() / 2],
+                    p99: v[v.len() * 99 / 100],
+                }
+            })
+            .collect(),
+    );
+    for (d, _) in devs.iter().zip(&efds) {
+        let fd = d.fd.as_raw_fd();
+        pwrite(fd, &[0x00], d.bar0 + 1);
+        set_irq_fd(fd, 0, -1);
+    }
     rows
 }
 
+/// The floor rows, in this order.
+const FLOOR: [&str; 3] = [
+    "floor: pread 4B /dev/zero",
+    "floor: refused ioctl",
+    "floor: eventfd write+read",
+];
+
 /// The floor: what the same kinds of syscalls cost on this machine.
-fn floor_rows() -> Vec<(&'static str, Stat)> {
-    let z = open("/dev/zero").map(|f| f.as_raw_fd());
+fn floor_rows() -> Vec<Stat> {
     let zero = fs::File::open("/dev/zero").ok();
-    let zfd = zero.as_ref().map_or(z.unwrap_or(-1), |f| f.as_raw_fd());
+    let zfd = zero.as_ref().map_or(-1, |f| f.as_raw_fd());
     let mut b = [0u8; 4];
     let e = eventfd();
+    let efd = e.as_raw_fd();
     let one = 1u64.to_le_bytes();
     let mut v = [0u8; 8];
-    vec![
-        (
-            "floor: pread 4B /dev/zero",
-            measure(|| {
-                pread(zfd, &mut b, 0);
-            }),
-        ),
-        (
-            "floor: refused ioctl",
-            measure(|| {
-                // SAFETY: An ioctl /dev/zero refuses without touching memory.
-                unsafe { libc::ioctl(zfd, io(99), 0) };
-            }),
-        ),
-        (
-            "floor: eventfd write+read",
-            measure(|| {
-                // SAFETY: 8-byte buffers, as eventfd requires.
-                unsafe {
-                    libc::write(e.as_raw_fd(), one.as_ptr().cast(), 8);
-                    libc::read(e.as_raw_fd(), v.as_mut_ptr().cast(), 8);
-                }
-            }),
-        ),
-    ]
+    let mut zread = || pread(zfd, &mut b, 0) == 4;
+    // SAFETY: An ioctl /dev/zero refuses without touching memory.
+    let mut refused = || unsafe { libc::ioctl(zfd, io(99), 0) } < 0;
+    let mut evt = || {
+        // SAFETY: 8-byte buffers, as eventfd requires.
+        unsafe {
+            libc::write(efd, one.as_ptr().cast(), 8) == 8
+                && libc::read(efd, v.as_mut_ptr().cast(), 8) == 8
+        }
+    };
+    measure(&mut [&mut zread, &mut refused, &mut evt])
 }
 
 /// A JSON number, or `null` for a figure that could not be measured.
@@ -342,33 +390,48 @@ fn remove(u: &str) {
     let _ = fs::write(format!("/sys/bus/mdev/devices/{u}/remove"), "1");
 }
 
-/// `lifecycle TYPEDIR LIVE CYCLES`: with LIVE instances of the type alive,
-/// times CYCLES create+remove cycles through sysfs; prints "p50 p99" in ns,
-/// or "n/a" if the pool cannot hold LIVE + 1 instances.
-fn lifecycle(tdir: &str, live: usize, cycles: usize) {
-    let mut alive = Vec::new();
-    for _ in 0..live {
-        match create(tdir) {
-            Some(u) => alive.push(u),
-            None => break,
+/// `lifecycle LIVE CYCLES TYPEDIR...`: with LIVE instances of each type
+/// alive, times CYCLES create+remove cycles through sysfs per type, the types
+/// taking turns cycle by cycle; prints "p50 p99" in ns per type, one line
+/// each, or "n/a" for a type whose pool cannot hold LIVE + 1 instances.
+fn lifecycle(live: usize, cycles: usize, tdirs: &[String]) {
+    let mut alive: Vec<Vec<String>> = Vec::new();
+    let mut able = Vec::new();
+    for tdir in tdirs {
+        let mut a = Vec::new();
+        for _ in 0..live {
+            match create(tdir) {
+                Some(u) => a.push(u),
+                None => break,
+            }
         }
+        able.push(a.len() == live);
+        alive.push(a);
     }
-    let mut t = Vec::new();
-    if alive.len() == live {
-        for _ in 0..cycles {
+    let mut t = vec![Vec::new(); tdirs.len()];
+    for _ in 0..cycles {
+        for (i, tdir) in tdirs.iter().enumerate() {
+            if !able[i] {
+                continue;
+            }
             let s = Instant::now();
-            let Some(u) = create(tdir) else { break };
+            let Some(u) = create(tdir) else {
+                able[i] = false;
+                continue;
+            };
             remove(&u);
-            t.push(s.elapsed().as_nanos() as f64);
+            t[i].push(s.elapsed().as_nanos() as f64);
         }
     }
-    alive.iter().for_each(|u| remove(u));
-    if t.len() < cycles {
-        println!("n/a");
-        return;
+    alive.iter().flatten().for_each(|u| remove(u));
+    for v in t.iter_mut() {
+        if v.len() < cycles {
+            println!("n/a");
+            continue;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        println!("{:.0} {:.0}", v[v.len() / 2], v[v.len() * 99 / 100]);
     }
-    t.sort_by(|a, b| a.total_cmp(b));
-    println!("{:.0} {:.0}", t[t.len() / 2], t[t.len() * 99 / 100]);
 }
 
 /// Bytes in allocated slab objects: the sum over `/proc/slabinfo` of active
@@ -409,12 +472,27 @@ fn memory(tdir: &str, n: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("lifecycle") if args.len() == 5 => {
+        Some("lifecycle") if args.len() >= 5 => {
             lifecycle(
-                &args[2],
+                args[2].parse().unwrap_or(0),
                 args[3].parse().unwrap_or(0),
-                args[4].parse().unwrap_or(0),
+                &args[4..],
             );
+            return;
+        }
+        Some("spin") if args.len() == 5 => {
+            // `spin SYSFSDEV ROW N`: row ROW's operation N times, untimed,
+            // for a profiler to watch.
+            let Some(dev) = open_dev(&args[2]) else {
+                eprintln!("vfio-bench: cannot open {}", args[2]);
+                std::process::exit(1);
+            };
+            let row = args[3].parse().unwrap_or(0).min(ROWS.len() - 2);
+            let e = eventfd();
+            let mut op = dev_op(row, &dev, e.as_raw_fd());
+            let n: usize = args[4].parse().unwrap_or(0);
+            let ok = (0..n).filter(|_| op()).count();
+            println!("{}: {ok} of {n} calls succeeded", ROWS[row]);
             return;
         }
         Some("memory") if args.len() == 4 => {
@@ -425,7 +503,7 @@ fn main() {
     }
     if args.len() < 4 {
         eprintln!(
-            "usage: vfio-bench OUT.json NAME=SYSFSDEV NAME=SYSFSDEV | lifecycle TYPEDIR LIVE CYCLES | memory TYPEDIR N"
+            "usage: vfio-bench OUT.json NAME=SYSFSDEV NAME=SYSFSDEV | lifecycle LIVE CYCLES TYPEDIR... | memory TYPEDIR N | spin SYSFSDEV ROW N"
         );
         std::process::exit(2);
     }
@@ -436,7 +514,8 @@ fn main() {
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
     let floor = floor_rows();
-    let mut results = Vec::new();
+    let mut names = Vec::new();
+    let mut devs = Vec::new();
     for a in &args[2..] {
         let Some((name, path)) = a.split_once('=') else {
             continue;
@@ -445,23 +524,29 @@ fn main() {
             eprintln!("vfio-bench: cannot open {path}");
             std::process::exit(1);
         };
-        results.push((name.to_owned(), device_rows(&dev)));
+        names.push(name.to_owned());
+        devs.push(dev);
     }
-    let (a, b) = (&results[0], &results[1]);
+    if devs.len() != 2 {
+        eprintln!("vfio-bench: give two devices");
+        std::process::exit(2);
+    }
+    let rows = device_rows(&devs);
+    let (an, bn) = (&names[0], &names[1]);
     println!(
         "{:<38} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
         "operation (ns)",
-        format!("{} p50", a.0),
-        format!("{} p99", a.0),
-        format!("{} p50", b.0),
-        format!("{} p99", b.0),
-        format!("{}/{}", a.0, b.0),
-        format!("{}/floor", a.0)
+        format!("{an} p50"),
+        format!("{an} p99"),
+        format!("{bn} p50"),
+        format!("{bn} p99"),
+        format!("{an}/{bn}"),
+        format!("{an}/floor")
     );
     let mut json = String::from("{\n  \"rows\": [\n");
-    for (i, (row, sa)) in a.1.iter().enumerate() {
-        let sb = b.1[i].1;
-        let fl = floor[floor_of(row)].1;
+    for (i, (row, st)) in ROWS.iter().zip(&rows).enumerate() {
+        let (sa, sb) = (st[0], st[1]);
+        let fl = floor[floor_of(row)];
         println!(
             "{:<38} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>8.2} {:>8.2}",
             row,
@@ -481,13 +566,11 @@ fn main() {
             num(sb.p99),
             num(sa.p50 / sb.p50),
             num(sa.p50 / fl.p50),
-            if i + 1 < a.1.len() { "," } else { "" },
-            an = a.0,
-            bn = b.0
+            if i + 1 < ROWS.len() { "," } else { "" },
         );
     }
     json.push_str("  ],\n  \"floor\": [\n");
-    for (i, (row, s)) in floor.iter().enumerate() {
+    for (i, (row, s)) in FLOOR.iter().zip(&floor).enumerate() {
         println!("{:<38} {:>10.0} {:>10.0}", row, s.p50, s.p99);
         let _ = writeln!(
             json,
