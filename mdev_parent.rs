@@ -90,8 +90,10 @@ impl PciDevice for Serial {
     fn bar_read(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &mut [u8]) {
         let n = state.ports.len();
         if let Some(port) = state.ports.get_mut(bar) {
+            // The library checked `off + data.len()` against the BAR's size,
+            // so the register offsets cannot wrap.
             for (i, b) in data.iter_mut().enumerate() {
-                *b = port.read(off + i as u64);
+                *b = port.read(off.wrapping_add(i as u64));
             }
         }
         state.update_irq(n, ctx);
@@ -101,7 +103,7 @@ impl PciDevice for Serial {
         let n = state.ports.len();
         if let Some(port) = state.ports.get_mut(bar) {
             for (i, &b) in data.iter().enumerate() {
-                port.write(off + i as u64, b);
+                port.write(off.wrapping_add(i as u64), b);
             }
         }
         state.update_irq(n, ctx);

@@ -11,7 +11,10 @@
 
 pub(crate) mod emul;
 
-use crate::ffi::{eventfd::EventFd, vfio};
+use crate::ffi::{
+    eventfd::EventFd,
+    vfio::{self, UserBuf},
+};
 use emul::{
     config::{reg, Bar, ConfigSpace, CFG_SIZE},
     irq::{check_set, IrqAction, IrqData, IrqInfo},
@@ -20,10 +23,9 @@ use emul::{
     Errno,
 };
 use kernel::{
-    new_mutex,
+    new_spinlock,
     prelude::*,
-    sync::Mutex,
-    uaccess::{UserPtr, UserSlice, UserSliceReader, UserSliceWriter},
+    sync::SpinLock,
 };
 
 // The uAPI numbers of the kernel-free model must be the C headers' numbers.
@@ -76,6 +78,10 @@ fn kerr(e: Errno) -> Error {
 /// What a device built on the library implements.
 pub(crate) trait PciDevice: Send + Sync + Sized + 'static {
     /// The device's mutable state, guarded by the library's lock.
+    ///
+    /// The lock is a spinlock: the hooks that get the state run in atomic
+    /// context and must not sleep (no `GFP_KERNEL` allocation, no mutex, no
+    /// user copy). A device with slow work defers it to a work item.
     type State: Send + Unpin;
 
     /// The name the VFIO core reports for the device's ops.
@@ -161,6 +167,11 @@ impl Ctx {
     /// level sends one message; with INTx the line is delivered when not
     /// masked, then masked until userspace unmasks it (VFIO's automasking).
     pub(crate) fn set_irq(&mut self, asserted: bool) {
+        // The common case on every register access: no interrupt before and
+        // none now, so nothing to change.
+        if !asserted && !self.irqs.asserted {
+            return;
+        }
         let rising = asserted && !self.irqs.asserted;
         self.irqs.asserted = asserted;
         self.cfg.set_status_bits(reg::STATUS_INTERRUPT, asserted);
@@ -202,8 +213,11 @@ pub(crate) struct PciCore<D: PciDevice> {
     dev: D,
     bars: [Bar; 6],
     reset_cfg: ConfigSpace,
+    /// A spinlock, not a mutex: every access under it is a few loads and
+    /// stores of emulated registers, and a sleeping lock's bookkeeping
+    /// costs more than the work it guards.
     #[pin]
-    inner: Mutex<Inner<D::State>>,
+    inner: SpinLock<Inner<D::State>>,
 }
 
 impl<D: PciDevice> PciCore<D> {
@@ -214,7 +228,7 @@ impl<D: PciDevice> PciCore<D> {
         try_pin_init!(Self {
             bars,
             reset_cfg: cfg.clone(),
-            inner <- new_mutex!(Inner {
+            inner <- new_spinlock!(Inner {
                 ctx: Ctx { cfg, irqs: Irqs::new() },
                 dev: state,
             }),
@@ -303,17 +317,10 @@ impl<D: PciDevice> PciCore<D> {
 
     fn set_irqs(&self, arg: usize) -> Result<isize> {
         let mut hdr = [0u8; IRQ_SET_MINSZ];
-        UserSlice::new(UserPtr::from_addr(arg), IRQ_SET_MINSZ)
-            .reader()
-            .read_slice(&mut hdr)?;
+        UserBuf::new(arg, IRQ_SET_MINSZ).read(&mut hdr)?;
         let s = check_set(&hdr, |i| self.irq_info(i).map_or(0, |x| x.count)).map_err(kerr)?;
         let mut data = KVec::from_elem(0u8, s.data_size, GFP_KERNEL)?;
-        UserSlice::new(
-            UserPtr::from_addr(arg).wrapping_byte_add(IRQ_SET_MINSZ),
-            s.data_size,
-        )
-        .reader()
-        .read_slice(&mut data)?;
+        UserBuf::new(arg.wrapping_add(IRQ_SET_MINSZ), s.data_size).read(&mut data)?;
 
         // Take new eventfd references before the lock: a bad fd fails the
         // call without changing anything.
@@ -410,10 +417,9 @@ impl<D: PciDevice> PciCore<D> {
     }
 
     fn get_info(&self, arg: usize) -> Result<isize> {
-        let (mut r, mut w) =
-            UserSlice::new(UserPtr::from_addr(arg), DEVICE_INFO_MINSZ).reader_writer();
+        let u = UserBuf::new(arg, DEVICE_INFO_MINSZ);
         let mut b = [0u8; DEVICE_INFO_MINSZ];
-        r.read_slice(&mut b)?;
+        u.read(&mut b)?;
         if (le32(&b, 0).unwrap_or(0) as usize) < DEVICE_INFO_MINSZ {
             return Err(EINVAL);
         }
@@ -424,15 +430,14 @@ impl<D: PciDevice> PciCore<D> {
         ] {
             put_le32(&mut b, off, v);
         }
-        w.write_slice(&b)?;
+        u.write(&b)?;
         Ok(0)
     }
 
     fn get_irq_info(&self, arg: usize) -> Result<isize> {
-        let (mut r, mut w) =
-            UserSlice::new(UserPtr::from_addr(arg), IRQ_INFO_MINSZ).reader_writer();
+        let u = UserBuf::new(arg, IRQ_INFO_MINSZ);
         let mut b = [0u8; IRQ_INFO_MINSZ];
-        r.read_slice(&mut b)?;
+        u.read(&mut b)?;
         if (le32(&b, 0).unwrap_or(0) as usize) < IRQ_INFO_MINSZ {
             return Err(EINVAL);
         }
@@ -441,7 +446,7 @@ impl<D: PciDevice> PciCore<D> {
             .ok_or(EINVAL)?;
         put_le32(&mut b, 4, info.flags);
         put_le32(&mut b, 12, info.count);
-        w.write_slice(&b)?;
+        u.write(&b)?;
         Ok(0)
     }
 
@@ -457,6 +462,30 @@ impl<D: PciDevice> PciCore<D> {
 
 /// Largest chunk moved between userspace and a region per lock hold.
 const CHUNK: usize = 256;
+
+/// Largest access served from a register-sized buffer.
+const SMALL: usize = 8;
+
+impl<D: PciDevice> PciCore<D> {
+    /// A read through an `N`-byte kernel buffer: up to `N` bytes.
+    fn read_via<const N: usize>(&self, out: &UserBuf, pos: i64) -> Result<usize> {
+        let mut buf = [0u8; N];
+        let n = out.len().min(N);
+        let chunk = buf.get_mut(..n).ok_or(EINVAL)?;
+        let n = self.access(pos, chunk, false)?;
+        out.write(buf.get(..n).ok_or(EINVAL)?)?;
+        Ok(n)
+    }
+
+    /// A write through an `N`-byte kernel buffer: up to `N` bytes.
+    fn write_via<const N: usize>(&self, input: &UserBuf, pos: i64) -> Result<usize> {
+        let mut buf = [0u8; N];
+        let n = input.len().min(N);
+        let chunk = buf.get_mut(..n).ok_or(EINVAL)?;
+        input.read(chunk)?;
+        self.access(pos, chunk, true)
+    }
+}
 
 #[vtable]
 impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
@@ -475,19 +504,22 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
         self.reset();
     }
 
-    fn read(&self, out: &mut UserSliceWriter, pos: i64) -> Result<usize> {
-        let mut buf = [0u8; CHUNK];
-        let n = out.len().min(CHUNK);
-        let n = self.access(pos, &mut buf[..n], false)?;
-        out.write_slice(&buf[..n])?;
-        Ok(n)
+    fn read(&self, out: &UserBuf, pos: i64) -> Result<usize> {
+        // Register-sized accesses, nearly all of them, get a buffer that
+        // costs nothing to clear.
+        if out.len() <= SMALL {
+            self.read_via::<SMALL>(out, pos)
+        } else {
+            self.read_via::<CHUNK>(out, pos)
+        }
     }
 
-    fn write(&self, input: &mut UserSliceReader, pos: i64) -> Result<usize> {
-        let mut buf = [0u8; CHUNK];
-        let n = input.len().min(CHUNK);
-        input.read_slice(&mut buf[..n])?;
-        self.access(pos, &mut buf[..n], true)
+    fn write(&self, input: &UserBuf, pos: i64) -> Result<usize> {
+        if input.len() <= SMALL {
+            self.write_via::<SMALL>(input, pos)
+        } else {
+            self.write_via::<CHUNK>(input, pos)
+        }
     }
 
     fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {

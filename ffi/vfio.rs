@@ -16,8 +16,77 @@ use kernel::{
     bindings,
     error::{from_err_ptr, from_result, to_result, VTABLE_DEFAULT_ERROR},
     prelude::*,
-    uaccess::{UserPtr, UserSlice, UserSliceReader, UserSliceWriter},
 };
+
+/// The user buffer of one `read()` or `write()` on the device file.
+///
+/// The register path is the device's hottest, so this copies with the
+/// kernel's exported `_copy_to_user`/`_copy_from_user` directly, without
+/// the generic `UserSlice` layer and its out-of-line helpers.
+///
+/// # Invariants
+///
+/// `ptr` is a userspace address (from the VFIO core or an ioctl argument)
+/// with `len` bytes claimed behind it. It is only handed to the user-copy
+/// functions, which check the range and fault safely, so no value of it can
+/// make a copy touch kernel memory.
+pub(crate) struct UserBuf {
+    ptr: *mut c_void,
+    len: usize,
+}
+
+impl UserBuf {
+    /// The `len` bytes at userspace address `addr` (an ioctl's argument).
+    ///
+    /// Any address is acceptable: the copies check it.
+    pub(crate) fn new(addr: usize, len: usize) -> Self {
+        // INVARIANT: `addr` is only ever used as a user address.
+        Self {
+            ptr: addr as *mut c_void,
+            len,
+        }
+    }
+
+    /// The buffer's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Copies `data` to the start of the buffer.
+    ///
+    /// `EFAULT` if `data` is longer than the buffer or the copy faults.
+    pub(crate) fn write(&self, data: &[u8]) -> Result {
+        if data.len() > self.len {
+            return Err(EFAULT);
+        }
+        // SAFETY: By the type invariant `ptr` is a user address for `len` bytes,
+        // and `data` is a valid kernel buffer no longer than that; the copy
+        // function checks the user range itself.
+        let left = unsafe { bindings::_copy_to_user(self.ptr, data.as_ptr().cast(), data.len()) };
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(EFAULT)
+        }
+    }
+
+    /// Fills `data` from the start of the buffer.
+    ///
+    /// `EFAULT` if `data` is longer than the buffer or the copy faults.
+    pub(crate) fn read(&self, data: &mut [u8]) -> Result {
+        if data.len() > self.len {
+            return Err(EFAULT);
+        }
+        // SAFETY: As in `write`; `data` is a valid, writable kernel buffer.
+        let left =
+            unsafe { bindings::_copy_from_user(data.as_mut_ptr().cast(), self.ptr, data.len()) };
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(EFAULT)
+        }
+    }
+}
 
 /// What `VFIO_DEVICE_GET_REGION_INFO` reports for a region.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,10 +119,10 @@ pub(crate) trait VfioOps: Sized + Send + Sync {
     }
 
     /// `read()` on the device file at `pos`; returns the bytes copied.
-    fn read(&self, out: &mut UserSliceWriter, pos: i64) -> Result<usize>;
+    fn read(&self, out: &UserBuf, pos: i64) -> Result<usize>;
 
     /// `write()` on the device file at `pos`; returns the bytes consumed.
-    fn write(&self, input: &mut UserSliceReader, pos: i64) -> Result<usize>;
+    fn write(&self, input: &UserBuf, pos: i64) -> Result<usize>;
 
     /// Any device ioctl the VFIO core does not handle itself.
     fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize>;
@@ -183,9 +252,13 @@ unsafe extern "C" fn read<T: VfioOps>(
     let d = unsafe { data::<T>(vdev) };
     // SAFETY: The core passes the file's position, valid for this call.
     let pos = unsafe { *ppos };
-    let mut out = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
+    // INVARIANT: `buf` is the user buffer the core passed for `count` bytes.
+    let out = UserBuf {
+        ptr: buf.cast(),
+        len: count,
+    };
     from_result(|| {
-        let n = d.read(&mut out, pos)?;
+        let n = d.read(&out, pos)?;
         // SAFETY: As above; the position advances by what was read.
         unsafe { *ppos = pos.saturating_add(n as i64) };
         Ok(n as isize)
@@ -206,9 +279,13 @@ unsafe extern "C" fn write<T: VfioOps>(
     let d = unsafe { data::<T>(vdev) };
     // SAFETY: The core passes the file's position, valid for this call.
     let pos = unsafe { *ppos };
-    let mut input = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
+    // INVARIANT: `buf` is the user buffer the core passed for `count` bytes.
+    let input = UserBuf {
+        ptr: buf.cast_mut().cast(),
+        len: count,
+    };
     from_result(|| {
-        let n = d.write(&mut input, pos)?;
+        let n = d.write(&input, pos)?;
         // SAFETY: As above; the position advances by what was written.
         unsafe { *ppos = pos.saturating_add(n as i64) };
         Ok(n as isize)

@@ -13,10 +13,10 @@
 
 # wait_for FILE PATTERN SECONDS
 wait_for() {
-	local i
-	for i in $(seq $(($3 * 5))); do
+	local end=$((SECONDS + $3))
+	while [ "$SECONDS" -lt "$end" ]; do
 		grep -q "$2" "$1" 2>/dev/null && return 0
-		sleep 0.2
+		sleep 0.5
 	done
 	return 1
 }
