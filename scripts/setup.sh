@@ -22,8 +22,13 @@ as_root() {
 HOST_PKGS=(flex bison bc libelf-dev libssl-dev cpio kmod make gcc
 	clang-19 lld-19 llvm-19 libclang-19-dev busybox-static udev
 	python3-venv xz-utils zstd mdevctl)
+# libvirt comes from there too: 11.3 matches that QEMU, and only its build
+# ships the node device driver (the mdev support of virsh nodedev-*) as a
+# package of its own. tests/qemu/libvirt.sh runs these daemons in the VM.
 BPO_PKGS=(qemu-system-x86/bookworm-backports qemu-system-common/bookworm-backports
-	qemu-system-data/bookworm-backports seabios/bookworm-backports)
+	qemu-system-data/bookworm-backports seabios/bookworm-backports
+	libvirt-daemon/bookworm-backports libvirt-daemon-driver-nodedev/bookworm-backports
+	libvirt-daemon-driver-qemu/bookworm-backports libvirt-clients/bookworm-backports)
 
 setup_host() {
 	local stamp=$RMDEV_CACHE/host.stamp want

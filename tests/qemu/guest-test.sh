@@ -14,6 +14,7 @@ L2I=${3:-}
 . "$TOP/tests/qemu/lib.sh"
 . "$TOP/tests/qemu/nested.sh"
 . "$TOP/tests/qemu/mdevctl.sh"
+. "$TOP/tests/qemu/libvirt.sh"
 VT=$TOP/target/release/vfio-test
 KO=$TOP/rmdev.ko
 SUPP=/sys/class/mdev_bus
@@ -157,6 +158,9 @@ ok $? "the holder was asked through its REQ eventfd" "$(cat "$TOP/tests/out/req.
 if [ -n "$L2K" ]; then
 	nested_tests "$L2K" "$L2I"
 fi
+
+# libvirt's node devices and a libvirt domain with an rmdev hostdev.
+libvirt_tests "$L2K" "$L2I"
 
 # Leak check while the module is loaded (its symbols resolve in reports).
 if [ -w /sys/kernel/debug/kmemleak ]; then

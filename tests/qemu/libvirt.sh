@@ -1,0 +1,293 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# libvirt against rmdev, sourced by guest-test.sh inside the test VM: the
+# node device driver (virsh nodedev-*) manages rmdev instances through
+# mdevctl, and the QEMU driver runs a domain with an rmdev instance as an
+# mdev hostdev. The second-level guest of nested.sh is that domain. Every
+# command here is one an admin would run; the VM's /etc, /var and /tmp are
+# writable overlays private to the run, so the configuration written here
+# goes away with the VM.
+#
+# libvirt 11.3 (Debian bookworm-backports) takes a device as a parent of
+# mediated devices (capability mdev_types) only when its subsystem is pci,
+# css (s390 channel subsystem), matrix (s390 AP matrix) or mtty (the kernel's
+# sample driver, named literally in udevGetDeviceType() of
+# src/node_device/node_device_udev.c). rmdev's parent is the class device
+# /sys/devices/virtual/rmdev/rmdev, subsystem rmdev, so libvirt does not list
+# it, and nodedev-create and nodedev-define, which look the parent up by its
+# nodedev name (nodeDeviceDefValidateMdev()), refuse it. Those checks are
+# reported as TODO with libvirt's message, and the devices are made with
+# mdevctl instead: libvirt lists every mdev (parent "computer",
+# parent_addr rmdev), and starts, stops, autostarts and undefines it through
+# mdevctl, and the domain does not need the parent at all.
+
+LV_URI=qemu:///system
+LV_DOM=rmdev-l2
+
+lvirsh() { virsh -c "$LV_URI" "$@"; }
+
+# lv_todo NAME REASON: a known gap in libvirt, not counted as a failure.
+lv_todo() {
+	KTAP_N=$((KTAP_N + 1))
+	KTAP_TODO=$((KTAP_TODO + 1))
+	echo "not ok $KTAP_N $1 # TODO $2"
+}
+
+# lv_poll SECONDS COMMAND...: runs COMMAND every half second until it
+# succeeds or the time is up.
+lv_poll() {
+	local n=$(($1 * 2))
+	shift
+	while [ "$n" -gt 0 ]; do
+		"$@" && return 0
+		sleep 0.5
+		n=$((n - 1))
+	done
+	return 1
+}
+
+# lv_listed NAME OPTIONS...: libvirt lists the node device NAME.
+lv_listed() {
+	local name=$1
+	shift
+	lvirsh nodedev-list "$@" 2>/dev/null | grep -qx "$name"
+}
+
+lv_not_listed() { ! lv_listed "$@"; }
+
+lv_shut_off() { [ "$(lvirsh domstate "$LV_DOM" 2>/dev/null)" = "shut off" ]; }
+
+# The daemons. Debian's libvirt-daemon has the monolithic libvirtd only (the
+# modular virtqemud and virtnodedevd are not packaged), started here by hand
+# as there is no systemd in the VM. /var/log and /var/cache are empty tmpfs
+# mounts in the VM, so libvirt's directories there are made first.
+libvirt_start() {
+	mkdir -p /run/libvirt /var/log/libvirt/qemu /var/cache/libvirt/qemu /var/lib/libvirt/qemu
+	# The QEMU driver's settings for this VM:
+	# - QEMU runs as root: the second-level kernel is under /root, which the
+	#   libvirt-qemu user cannot enter, and the root file system is a
+	#   read-only share, so libvirt must neither chown files for QEMU
+	#   (dynamic_ownership) nor record their owners in xattrs (remember_owner).
+	# - No security driver: the VM's kernel has no AppArmor or SELinux.
+	# - No private /dev per domain (namespaces) and no cgroups: QEMU uses the
+	#   VM's /dev directly, and there is no systemd to hand out cgroups.
+	# - QEMU's output goes to a plain log file, without virtlogd.
+	cat >/etc/libvirt/qemu.conf <<-'EOF'
+		user = "root"
+		group = "root"
+		dynamic_ownership = 0
+		remember_owner = 0
+		security_driver = "none"
+		namespaces = []
+		cgroup_controllers = []
+		stdio_handler = "file"
+	EOF
+	libvirtd --daemon --pid-file /run/libvirtd.pid
+	lv_poll 60 test -S /run/libvirt/libvirt-sock
+}
+
+libvirt_stop() {
+	local pid
+	pid=$(cat /run/libvirtd.pid 2>/dev/null) || return 0
+	kill "$pid" 2>/dev/null
+	lv_poll 30 eval "! kill -0 $pid 2>/dev/null"
+}
+
+# libvirt_tests L2KERNEL L2INITRD
+libvirt_tests() {
+	local l2k=$1 l2i=$2 t0 out rc psys parent name u xml log t1
+	t0=$SECONDS
+
+	libvirt_start
+	ok $? "libvirtd starts" "$(tail -n 3 /var/log/libvirt/libvirtd.log 2>/dev/null | tr '\n' ' ')"
+	out=$(lvirsh version 2>&1)
+	ok $? "virsh connects to $LV_URI" "$out"
+	echo "# $(echo "$out" | grep -E 'Using library|Running hypervisor' | sed 's/.*: //' | paste -sd, | sed 's/,/, /')"
+
+	# The parent and its types.
+	psys=$(readlink -f /sys/class/mdev_bus/rmdev)
+	parent=""
+	for name in $(lvirsh nodedev-list --cap mdev_types 2>/dev/null); do
+		lvirsh nodedev-dumpxml "$name" 2>/dev/null | grep -q "<path>$psys</path>" && parent=$name
+	done
+	echo "# libvirt lists these mdev_types parents: $(lvirsh nodedev-list --cap mdev_types 2>/dev/null | grep . | paste -sd' ')"
+	if [ -n "$parent" ]; then
+		ok 0 "virsh nodedev-list --cap mdev_types lists rmdev's parent ($parent)"
+		out=$(lvirsh nodedev-dumpxml "$parent" 2>&1)
+		echo "$out" | grep -q "<type id='rmdev-serial-1'>" &&
+			echo "$out" | grep -A4 "<type id='rmdev-serial-2'>" | grep -q '<availableInstances>'
+		ok $? "virsh nodedev-dumpxml of the parent lists both types with availableInstances" \
+			"$(echo "$out" | tr -s ' \n' ' ' | head -c 300)"
+	else
+		lv_todo "virsh nodedev-list --cap mdev_types lists rmdev's parent" \
+			"libvirt lists mdev parents of subsystems pci, css, matrix and mtty only; $psys is subsystem rmdev"
+		lv_todo "virsh nodedev-dumpxml of the parent lists both types with availableInstances" \
+			"no nodedev for the parent"
+		# The name libvirt would give it, like mtty_mtty for mtty.
+		parent=rmdev_rmdev
+	fi
+
+	# A transient device from XML. Without a parent nodedev libvirt refuses
+	# the XML, and mdevctl starts the device; libvirt destroys it either way.
+	u=$(new_uuid)
+	name=mdev_${u//-/_}_rmdev
+	xml=/tmp/libvirt-mdev-$u.xml
+	cat >"$xml" <<-EOF
+		<device>
+		  <parent>$parent</parent>
+		  <capability type='mdev'>
+		    <type id='rmdev-serial-1'/>
+		    <uuid>$u</uuid>
+		  </capability>
+		</device>
+	EOF
+	out=$(lvirsh nodedev-create "$xml" 2>&1) && rc=0 || rc=$?
+	if [ $rc = 0 ]; then
+		ok 0 "virsh nodedev-create makes a transient rmdev-serial-1 device"
+	elif echo "$out" | grep -q "invalid parent device '$parent'"; then
+		lv_todo "virsh nodedev-create makes a transient rmdev-serial-1 device" \
+			"$(echo "$out" | grep -m1 'invalid parent')"
+		mdevctl start -u "$u" -p rmdev -t rmdev-serial-1
+	else
+		ok 1 "virsh nodedev-create makes a transient rmdev-serial-1 device" "$out"
+	fi
+	[ -d "/sys/bus/mdev/devices/$u" ]
+	ok $? "the transient device is on the mdev bus"
+	lv_poll 20 lv_listed "$name" --cap mdev
+	ok $? "virsh nodedev-list --cap mdev lists $name" "$(lvirsh nodedev-list --cap mdev 2>&1 | paste -sd' ')"
+	out=$(lvirsh nodedev-dumpxml "$name" 2>&1)
+	echo "$out" | grep -q "<type id='rmdev-serial-1'/>" && echo "$out" | grep -q "<uuid>$u</uuid>" &&
+		echo "$out" | grep -q '<parent_addr>rmdev</parent_addr>' && echo "$out" | grep -q '<iommuGroup number='
+	ok $? "virsh nodedev-dumpxml of the device shows its type, UUID, parent and IOMMU group" \
+		"$(echo "$out" | tr -s ' \n' ' ' | head -c 300)"
+	check "virsh nodedev-destroy the transient device" lvirsh nodedev-destroy "$name"
+	[ ! -e "/sys/bus/mdev/devices/$u" ]
+	ok $? "the destroyed device is gone from the mdev bus"
+	lv_poll 20 lv_not_listed "$name" --all
+	ok $? "libvirt no longer lists the destroyed transient device"
+	rm -f "$xml"
+
+	# A persistent device: defined, started, marked autostart, stopped and
+	# undefined. libvirt keeps definitions in mdevctl (/etc/mdevctl.d).
+	u=$(new_uuid)
+	name=mdev_${u//-/_}_rmdev
+	xml=/tmp/libvirt-mdev-$u.xml
+	cat >"$xml" <<-EOF
+		<device>
+		  <parent>$parent</parent>
+		  <capability type='mdev'>
+		    <type id='rmdev-serial-2'/>
+		    <uuid>$u</uuid>
+		  </capability>
+		</device>
+	EOF
+	out=$(lvirsh nodedev-define "$xml" 2>&1) && rc=0 || rc=$?
+	if [ $rc = 0 ]; then
+		ok 0 "virsh nodedev-define defines a persistent rmdev-serial-2 device"
+	elif echo "$out" | grep -q "invalid parent device '$parent'"; then
+		lv_todo "virsh nodedev-define defines a persistent rmdev-serial-2 device" \
+			"$(echo "$out" | grep -m1 'invalid parent')"
+		mdevctl define -u "$u" -p rmdev -t rmdev-serial-2
+	else
+		ok 1 "virsh nodedev-define defines a persistent rmdev-serial-2 device" "$out"
+	fi
+	rm -f "$xml"
+	lv_poll 20 lv_listed "$name" --inactive --cap mdev
+	ok $? "virsh nodedev-list --inactive lists the defined device" \
+		"$(lvirsh nodedev-list --inactive 2>&1 | paste -sd' ')"
+	check "virsh nodedev-start" lvirsh nodedev-start "$name"
+	[ -d "/sys/bus/mdev/devices/$u" ] &&
+		[ "$(basename "$(readlink -f "/sys/bus/mdev/devices/$u/mdev_type")")" = rmdev-serial-2 ]
+	ok $? "the started device is on the mdev bus with its type"
+	check "virsh nodedev-autostart" lvirsh nodedev-autostart "$name"
+	out=$(lvirsh nodedev-info "$name" 2>&1)
+	echo "$out" | grep -Eq 'Persistent: +yes' && echo "$out" | grep -Eq 'Autostart: +yes' &&
+		echo "$out" | grep -Eq 'Active: +yes'
+	ok $? "virsh nodedev-info shows it active, persistent and autostarted" "$(echo "$out" | tr -s ' \n' ' ')"
+	mdevctl list -d | grep -q "$u rmdev rmdev-serial-2 auto"
+	ok $? "mdevctl holds the definition with start=auto" "$(mdevctl list -d)"
+	lv_listed "$name" --all
+	ok $? "virsh nodedev-list --all lists it"
+	check "virsh nodedev-destroy the persistent device" lvirsh nodedev-destroy "$name"
+	[ ! -e "/sys/bus/mdev/devices/$u" ]
+	ok $? "the stopped device is gone from the mdev bus"
+	lv_poll 20 lv_listed "$name" --inactive
+	ok $? "the stopped device stays defined (nodedev-list --inactive)"
+	check "virsh nodedev-undefine" lvirsh nodedev-undefine "$name"
+	lv_poll 20 lv_not_listed "$name" --all
+	ok $? "the undefined device is no longer listed" "$(lvirsh nodedev-list --all --cap mdev 2>&1 | paste -sd' ')"
+	! mdevctl list -d | grep -q "$u"
+	ok $? "mdevctl no longer holds the definition"
+	echo "# libvirt nodedev tests took $((SECONDS - t0)) s"
+
+	# A domain with a two-port instance: the second-level guest of nested.sh,
+	# booted by libvirt (TCG, type 'qemu', as the VM has no KVM) with the
+	# instance at guest PCI address 00:04.0. L2's init tests the ports,
+	# prints KTAP on its console (the serial port, a file here) and reboots,
+	# which <on_reboot>destroy</on_reboot> turns into the domain's end.
+	if [ ! -r "$l2k" ] || [ ! -r "$l2i" ]; then
+		ok 1 "libvirt L2: kernel and initramfs are there" "$l2k $l2i"
+		libvirt_stop
+		return
+	fi
+	u=$(new_uuid)
+	mdevctl start -u "$u" -p rmdev -t rmdev-serial-2
+	log=/tmp/libvirt-l2-console.log
+	rm -f "$log"
+	xml=/tmp/libvirt-$LV_DOM.xml
+	# No USB controller and no balloon: only the serial port and the hostdev.
+	cat >"$xml" <<-EOF
+		<domain type='qemu'>
+		  <name>$LV_DOM</name>
+		  <memory unit='MiB'>128</memory>
+		  <vcpu>1</vcpu>
+		  <os>
+		    <type arch='x86_64' machine='q35'>hvm</type>
+		    <kernel>$l2k</kernel>
+		    <initrd>$l2i</initrd>
+		    <cmdline>console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=00/04.0:4096:4096</cmdline>
+		  </os>
+		  <cpu mode='maximum'/>
+		  <on_poweroff>destroy</on_poweroff>
+		  <on_reboot>destroy</on_reboot>
+		  <on_crash>destroy</on_crash>
+		  <devices>
+		    <controller type='usb' model='none'/>
+		    <memballoon model='none'/>
+		    <serial type='file'>
+		      <source path='$log'/>
+		      <target port='0'/>
+		    </serial>
+		    <hostdev mode='subsystem' type='mdev' model='vfio-pci'>
+		      <source>
+		        <address uuid='$u'/>
+		      </source>
+		      <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>
+		    </hostdev>
+		  </devices>
+		</domain>
+	EOF
+	check "virsh define the L2 domain" lvirsh define "$xml"
+	t1=$SECONDS
+	check "virsh start the L2 domain" lvirsh start "$LV_DOM"
+	grep -q "sysfsdev.*/sys/bus/mdev/devices/$u" "/var/log/libvirt/qemu/$LV_DOM.log"
+	ok $? "libvirt hands QEMU the instance as a vfio-pci sysfsdev"
+	# Under nested TCG on a busy host this takes up to about 5 minutes.
+	lv_poll 600 grep -q '^# L2 done' "$log"
+	ok $? "libvirt L2: the guest ran its tests" "$(tail -n 3 "$log" 2>/dev/null | tr '\n' ' ')"
+	echo "# libvirt L2 reached the end of its tests $((SECONDS - t1)) s after virsh start"
+	lv_poll 120 lv_shut_off
+	ok $? "libvirt L2: the domain stops by itself when the guest reboots" \
+		"$(lvirsh domstate --reason "$LV_DOM" 2>&1) $(tail -n 2 "/var/log/libvirt/qemu/$LV_DOM.log" | tr '\n' ' ')"
+	echo "# libvirt L2 domain ran $((SECONDS - t1)) s"
+	renumber < <(grep -E '^(#|(not )?ok - )' "$log" | tr -d '\r' | sed 's/^# /# libvirt /; s/^\(\(not \)\{0,1\}ok - \)/\1libvirt /')
+	grep -q '^ok - L2 device 00:04.0 has 2 serial ports' "$log"
+	ok $? "libvirt L2: the guest found the instance's 2 ports at 00:04.0"
+	check "virsh undefine the L2 domain" lvirsh undefine "$LV_DOM"
+	check "virsh nodedev-destroy the domain's instance" lvirsh nodedev-destroy "mdev_${u//-/_}_rmdev"
+	rm -f "$xml"
+
+	libvirt_stop
+	ok $? "libvirtd stops"
+	echo "# libvirt tests took $((SECONDS - t0)) s"
+}
