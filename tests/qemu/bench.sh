@@ -41,7 +41,7 @@ for n in 1 8 23 64 999; do
 	r=$(echo "$both" | sed -n 1p)
 	m=$(echo "$both" | sed -n 2p)
 	ratio=n/a
-	case "$r $m" in [0-9]*" "[0-9]*) ratio=$(echo "scale=2; ${r%% *} / ${m%% *}" | bc) ;; esac
+	case "$r/$m" in [0-9]*/[0-9]*) ratio=$(echo "scale=2; ${r%% *} / ${m%% *}" | bc) ;; esac
 	printf '%-38s %21s %21s %8s\n' "with $n live instances" "$r" "$m" "$ratio"
 	life="$life{\"live\": $n, \"rmdev\": \"$r\", \"mtty\": \"$m\"},"
 done
