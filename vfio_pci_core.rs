@@ -22,11 +22,7 @@ use emul::{
     uapi::*,
     Errno,
 };
-use kernel::{
-    new_spinlock,
-    prelude::*,
-    sync::SpinLock,
-};
+use kernel::{new_spinlock, prelude::*, sync::SpinLock};
 
 // The uAPI numbers of the kernel-free model must be the C headers' numbers.
 macro_rules! same_as_c {
