@@ -272,6 +272,113 @@ fn pwrite(fd: &OwnedFd, buf: &[u8], off: u64) -> Result<usize, i32> {
     }
 }
 
+/// A little-endian config register of `len` bytes (1, 2 or 4) at `reg`, or
+/// `None` if the read fails.
+fn cfg_rd(fd: &OwnedFd, cfg: u64, reg: u64, len: usize) -> Option<u32> {
+    let mut b = [0u8; 4];
+    (pread(fd, &mut b[..len], cfg + reg) == Ok(len)).then(|| u32::from_le_bytes(b))
+}
+
+fn cfg_wr(fd: &OwnedFd, cfg: u64, reg: u64, len: usize, v: u32) {
+    let _ = pwrite(fd, &v.to_le_bytes()[..len], cfg + reg);
+}
+
+/// Config-space permissions a guest relies on: read-only identity, BAR
+/// sizing, status bits, the interrupt registers, a well-formed capability
+/// list. Every register changed is put back.
+fn config_perms(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
+    let ids = cfg_rd(fd, cfg, 0, 4);
+    cfg_wr(fd, cfg, 0, 4, !0);
+    let after = cfg_rd(fd, cfg, 0, 4);
+    t.check(
+        "vendor and device IDs are read-only",
+        ids.is_some() && after == ids,
+        || format!("{ids:x?} -> {after:x?}"),
+    );
+    let class = cfg_rd(fd, cfg, 8, 4);
+    cfg_wr(fd, cfg, 8, 4, 0);
+    let after = cfg_rd(fd, cfg, 8, 4);
+    t.check(
+        "class code and revision are read-only",
+        class.is_some() && after == class,
+        || format!("{class:x?} -> {after:x?}"),
+    );
+
+    // BAR sizing: all ones in, the size mask and the type bits back.
+    let orig = cfg_rd(fd, cfg, 0x10, 4).unwrap_or(0);
+    cfg_wr(fd, cfg, 0x10, 4, !0);
+    let mask = cfg_rd(fd, cfg, 0x10, 4).unwrap_or(0);
+    cfg_wr(fd, cfg, 0x10, 4, orig);
+    let back = cfg_rd(fd, cfg, 0x10, 4).unwrap_or(0);
+    let (type_bits, addr) = if orig & 1 != 0 {
+        (0x3, !0x3)
+    } else {
+        (0xf, !0xf)
+    };
+    let size = (!(mask & addr)).wrapping_add(1);
+    t.check(
+        "BAR0 sizing reads back a power-of-two size mask and the type bits",
+        mask != !0 && size.is_power_of_two() && size >= 4 && mask & type_bits == orig & type_bits,
+        || format!("orig {orig:#x} mask {mask:#x}"),
+    );
+    t.check(
+        "BAR0 takes its address back after sizing",
+        back == orig,
+        || format!("orig {orig:#x} back {back:#x}"),
+    );
+
+    // Status: read-only bits survive a write of all ones, and the
+    // write-one-to-clear error bits (0xf900) are not set by it.
+    let st = cfg_rd(fd, cfg, 6, 2).unwrap_or(0);
+    cfg_wr(fd, cfg, 6, 2, 0xffff);
+    let st2 = cfg_rd(fd, cfg, 6, 2).unwrap_or(0);
+    t.check(
+        "status: read-only bits survive a write of ones, RW1C bits end clear",
+        st2 & 0x06ff == st & 0x06ff && st2 & 0xf900 == 0,
+        || format!("{st:#06x} -> {st2:#06x}"),
+    );
+
+    let pin = cfg_rd(fd, cfg, 0x3d, 1);
+    cfg_wr(fd, cfg, 0x3d, 1, 0);
+    let pin2 = cfg_rd(fd, cfg, 0x3d, 1);
+    t.check(
+        "interrupt pin is read-only",
+        pin.is_some() && pin2 == pin,
+        || format!("{pin:?} -> {pin2:?}"),
+    );
+    let line = cfg_rd(fd, cfg, 0x3c, 1).unwrap_or(0);
+    cfg_wr(fd, cfg, 0x3c, 1, 0x0b);
+    let line2 = cfg_rd(fd, cfg, 0x3c, 1);
+    cfg_wr(fd, cfg, 0x3c, 1, line);
+    t.check("interrupt line is read-write", line2 == Some(0x0b), || {
+        format!("{line2:?}")
+    });
+
+    // The capability list, when the status register announces one: every
+    // pointer dword aligned and past the header, every ID non-zero, and the
+    // list ends (at most 48 entries fit in 192 bytes).
+    let mut caps = Vec::new();
+    let mut well_formed = true;
+    if st & 0x10 != 0 {
+        let mut p = cfg_rd(fd, cfg, 0x34, 1).unwrap_or(0);
+        while p != 0 {
+            let id = cfg_rd(fd, cfg, u64::from(p), 1).unwrap_or(0);
+            if !(0x40..=0xfc).contains(&p) || p & 3 != 0 || id == 0 || caps.len() >= 48 {
+                well_formed = false;
+                break;
+            }
+            caps.push(format!("{id:02x}@{p:02x}"));
+            p = cfg_rd(fd, cfg, u64::from(p) + 1, 1).unwrap_or(0);
+        }
+    }
+    println!("# capabilities: {}", caps.join(" "));
+    t.check(
+        "the capability list is absent or well formed",
+        well_formed,
+        || caps.join(" "),
+    );
+}
+
 /// Region `index`'s (offset, size) from GET_REGION_INFO.
 fn region(fd: &OwnedFd, index: u32) -> Option<(u64, u64)> {
     let mut ri = u32s(&[32, 0, index, 0], 32);
@@ -526,6 +633,8 @@ fn checks(t: &mut Ktap, dev: &Dev) {
         r == Err(libc::EINVAL),
         || format!("{r:?}"),
     );
+
+    config_perms(t, fd, offset);
 
     let mut irq = u32s(&[16, 0, VFIO_PCI_INTX_IRQ_INDEX, 0], 16);
     let r = ioctl_buf(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut irq);
