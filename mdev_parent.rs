@@ -27,6 +27,8 @@ const CLASS_PROG: u32 = 0x07_00_02;
 const REVISION: u8 = 0x10;
 /// Where the MSI capability sits in config space.
 const MSI_CAP: usize = 0x40;
+/// Where the power management capability sits, after MSI's 14 bytes.
+const PM_CAP: usize = 0x50;
 /// One port per 8-byte I/O BAR.
 const PORT_BAR_SIZE: u32 = 8;
 
@@ -72,6 +74,9 @@ impl PciDevice for Serial {
         // MSI, announced in config space as well as in GET_IRQ_INFO (mtty
         // offers MSI only in the latter, where a guest cannot see it).
         c.add_msi(MSI_CAP, 1);
+        // Power management (D0 and D3hot), as PCI requires of a PCI Express
+        // function and as guests expect to find.
+        c.add_pm(PM_CAP);
         c
     }
 

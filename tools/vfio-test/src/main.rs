@@ -358,6 +358,7 @@ fn config_perms(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
     // pointer dword aligned and past the header, every ID non-zero, and the
     // list ends (at most 48 entries fit in 192 bytes).
     let mut caps = Vec::new();
+    let mut pm = None;
     let mut well_formed = true;
     if st & 0x10 != 0 {
         let mut p = cfg_rd(fd, cfg, 0x34, 1).unwrap_or(0);
@@ -368,6 +369,9 @@ fn config_perms(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
                 break;
             }
             caps.push(format!("{id:02x}@{p:02x}"));
+            if id == 0x01 {
+                pm = Some(u64::from(p));
+            }
             p = cfg_rd(fd, cfg, u64::from(p) + 1, 1).unwrap_or(0);
         }
     }
@@ -377,6 +381,29 @@ fn config_perms(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
         well_formed,
         || caps.join(" "),
     );
+
+    // Power management: D3hot and back to D0; a state PMC does not offer
+    // (D1 here, when unsupported) is discarded.
+    if let Some(pm) = pm {
+        let pmc = cfg_rd(fd, cfg, pm + 2, 2).unwrap_or(0);
+        let ctrl = cfg_rd(fd, cfg, pm + 4, 2).unwrap_or(0) & !3;
+        let state = || cfg_rd(fd, cfg, pm + 4, 2).map(|v| v & 3);
+        cfg_wr(fd, cfg, pm + 4, 2, ctrl | 3);
+        let d3 = state();
+        let d1_refused = if pmc & (1 << 9) == 0 {
+            cfg_wr(fd, cfg, pm + 4, 2, ctrl | 1);
+            state() == Some(3)
+        } else {
+            true
+        };
+        cfg_wr(fd, cfg, pm + 4, 2, ctrl);
+        let d0 = state();
+        t.check(
+            "PM: D3hot and back to D0, an unsupported state is discarded",
+            d3 == Some(3) && d1_refused && d0 == Some(0),
+            || format!("pmc {pmc:#x} d3 {d3:?} d1 refused {d1_refused} d0 {d0:?}"),
+        );
+    }
 }
 
 /// Region `index`'s (offset, size) from GET_REGION_INFO.
