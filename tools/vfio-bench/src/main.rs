@@ -27,8 +27,8 @@ use std::path::Path;
 use std::time::Instant;
 
 const WARMUP: usize = 500;
-const ITERS: usize = 4000;
-const REPS: usize = 11;
+const ITERS: usize = 1024;
+const REPS: usize = 41;
 
 fn open(path: &str) -> Option<OwnedFd> {
     let c = CString::new(path).ok()?;
