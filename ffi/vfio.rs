@@ -20,9 +20,10 @@ use kernel::{
 
 /// The user buffer of one `read()` or `write()` on the device file.
 ///
-/// The register path is the device's hottest, so this copies with the
-/// kernel's exported `_copy_to_user`/`_copy_from_user` directly, without
-/// the generic `UserSlice` layer and its out-of-line helpers.
+/// The register path is the device's hottest, so this calls the kernel's
+/// `copy_to_user`/`copy_from_user` directly, without the generic `UserSlice`
+/// layer. It uses them rather than the bare exported `_copy_{to,from}_user`
+/// so that `check_copy_size()` (hardened usercopy) still sees every copy.
 ///
 /// # Invariants
 ///
@@ -62,7 +63,7 @@ impl UserBuf {
         // SAFETY: By the type invariant `ptr` is a user address for `len` bytes,
         // and `data` is a valid kernel buffer no longer than that; the copy
         // function checks the user range itself.
-        let left = unsafe { bindings::_copy_to_user(self.ptr, data.as_ptr().cast(), data.len()) };
+        let left = unsafe { bindings::copy_to_user(self.ptr, data.as_ptr().cast(), data.len()) };
         if left == 0 {
             Ok(())
         } else {
@@ -79,7 +80,7 @@ impl UserBuf {
         }
         // SAFETY: As in `write`; `data` is a valid, writable kernel buffer.
         let left =
-            unsafe { bindings::_copy_from_user(data.as_mut_ptr().cast(), self.ptr, data.len()) };
+            unsafe { bindings::copy_from_user(data.as_mut_ptr().cast(), self.ptr, data.len()) };
         if left == 0 {
             Ok(())
         } else {
