@@ -11,7 +11,11 @@ pub(crate) mod uart;
 use crate::ffi::mdev::{AttrInfo, MdevDriver, TypeInfo};
 use crate::sysfs::{buf::Buf, parse::parse_bool, pool::Pool, types::TYPES};
 use crate::vfio_pci_core::{
-    emul::config::{reg, Bar, ConfigSpace},
+    emul::{
+        config::{reg, Bar, ConfigSpace},
+        mig::{Sections, Writer, TAG_DEVICE},
+        EResult, Errno,
+    },
     Ctx, PciCore, PciDevice,
 };
 use core::fmt::{self, Write};
@@ -117,6 +121,35 @@ impl PciDevice for Serial {
     fn reset(state: &mut SerialState, ctx: &mut Ctx) {
         state.ports.iter_mut().for_each(Uart::reset);
         ctx.set_irq(false);
+    }
+
+    const MIGRATION: bool = true;
+
+    /// The port count: a two-port stream does not load into a one-port card.
+    fn mig_variant(&self) -> u32 {
+        self.ports as u32
+    }
+
+    /// One section per port, tag `TAG_DEVICE + port`.
+    fn save(&self, state: &SerialState, w: &mut Writer<'_>) -> EResult {
+        for (i, p) in state.ports[..self.ports].iter().enumerate() {
+            w.section(TAG_DEVICE + i as u16, |w| p.save(w))?;
+        }
+        Ok(())
+    }
+
+    fn load(&self, state: &mut SerialState, s: &Sections<'_>) -> EResult {
+        if s.count(TAG_DEVICE..=u16::MAX) != self.ports {
+            return Err(Errno::Inval);
+        }
+        // Every port loads into a copy first, so a bad second port leaves
+        // the first one untouched too.
+        let mut ports = state.ports.clone();
+        for (i, p) in ports[..self.ports].iter_mut().enumerate() {
+            p.load(s.get(TAG_DEVICE + i as u16)?)?;
+        }
+        state.ports = ports;
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@
 //! register. The compiler enforces the boundary: nothing else is visible.
 
 pub(crate) mod emul;
+mod migration;
 
 use crate::ffi::{
     eventfd::EventFd,
@@ -18,11 +19,17 @@ use crate::ffi::{
 use emul::{
     config::{reg, Bar, ConfigSpace, CFG_SIZE},
     irq::{check_set, IrqAction, IrqData, IrqInfo},
+    mig::{Sections, Writer},
     region,
     uapi::*,
-    Errno,
+    EResult, Errno,
 };
-use kernel::{new_spinlock, prelude::*, sync::SpinLock};
+use kernel::{
+    new_mutex, new_spinlock,
+    prelude::*,
+    sync::{Mutex, SpinLock},
+};
+use migration::MigCtl;
 
 // The uAPI numbers of the kernel-free model must be the C headers' numbers.
 macro_rules! same_as_c {
@@ -103,6 +110,34 @@ pub(crate) trait PciDevice: Send + Sync + Sized + 'static {
 
     /// Returns the device to its power-on state.
     fn reset(state: &mut Self::State, ctx: &mut Ctx);
+
+    /// Whether the device can be migrated: it implements [`Self::save`] and
+    /// [`Self::load`]. The library then offers VFIO migration v2 with
+    /// `STOP_COPY`, `P2P` and `PRE_COPY`.
+    const MIGRATION: bool = false;
+
+    /// A number that must be equal for a stream to load (for example the
+    /// number of ports): it travels in the stream's identity, so a target
+    /// refuses an incompatible source from the first record.
+    fn mig_variant(&self) -> u32 {
+        0
+    }
+
+    /// Writes the device's own state as sections with tags from
+    /// [`emul::mig::TAG_DEVICE`] (see [`Writer::section`]). The size must
+    /// depend on the device only, not on its state. Runs under the
+    /// library's spinlock.
+    fn save(&self, _state: &Self::State, _w: &mut Writer<'_>) -> EResult {
+        Err(Errno::Inval)
+    }
+
+    /// Loads what [`Self::save`] wrote on the source. The stream's framing,
+    /// checksum and identity are already checked; the hook checks its own
+    /// sections, all of them before it changes anything, and fails with
+    /// [`Errno::Inval`] leaving `state` as it was. Runs under the spinlock.
+    fn load(&self, _state: &mut Self::State, _s: &Sections<'_>) -> EResult {
+        Err(Errno::Inval)
+    }
 }
 
 /// Which interrupt mode userspace enabled.
@@ -125,6 +160,10 @@ struct Irqs {
     asserted: bool,
     /// Interrupts delivered to userspace, for the debug attribute.
     delivered: u64,
+    /// The device is stopped for migration: nothing is delivered.
+    stopped: bool,
+    /// An MSI edge arrived while stopped, to send when the device runs.
+    held: bool,
 }
 
 impl Irqs {
@@ -137,6 +176,8 @@ impl Irqs {
             intx_masked: false,
             asserted: false,
             delivered: 0,
+            stopped: false,
+            held: false,
         }
     }
 }
@@ -171,6 +212,12 @@ impl Ctx {
         let rising = asserted && !self.irqs.asserted;
         self.irqs.asserted = asserted;
         self.cfg.set_status_bits(reg::STATUS_INTERRUPT, asserted);
+        if self.irqs.stopped {
+            // A stopped device changes nothing outside itself; the edge is
+            // sent when it runs again.
+            self.irqs.held |= rising;
+            return;
+        }
         match self.irqs.mode {
             IrqMode::Msi if rising => {
                 if let Some(fd) = &self.irqs.msi {
@@ -183,8 +230,34 @@ impl Ctx {
         }
     }
 
+    /// The device stops for migration.
+    fn stop(&mut self) {
+        self.irqs.stopped = true;
+    }
+
+    /// The device runs again: an MSI edge that arrived while it was stopped
+    /// is sent, and an asserted INTx line delivered unless masked.
+    fn run(&mut self) {
+        self.irqs.stopped = false;
+        let held = core::mem::take(&mut self.irqs.held);
+        if !self.irqs.asserted {
+            return;
+        }
+        match self.irqs.mode {
+            IrqMode::Msi if held => {
+                if let Some(fd) = &self.irqs.msi {
+                    fd.signal();
+                    self.irqs.delivered += 1;
+                }
+            }
+            IrqMode::Intx => self.deliver_intx(),
+            _ => {}
+        }
+    }
+
     fn deliver_intx(&mut self) {
-        if self.irqs.intx_masked || self.command() & reg::CMD_INTX_DISABLE != 0 {
+        if self.irqs.stopped || self.irqs.intx_masked || self.command() & reg::CMD_INTX_DISABLE != 0
+        {
             return;
         }
         if let Some(fd) = &self.irqs.intx {
@@ -214,6 +287,10 @@ pub(crate) struct PciCore<D: PciDevice> {
     /// costs more than the work it guards.
     #[pin]
     inner: SpinLock<Inner<D::State>>,
+    /// The migration state machine and its data files; a mutex, as opening
+    /// and filling files sleeps.
+    #[pin]
+    mig: Mutex<MigCtl>,
 }
 
 impl<D: PciDevice> PciCore<D> {
@@ -228,6 +305,7 @@ impl<D: PciDevice> PciCore<D> {
                 ctx: Ctx { cfg, irqs: Irqs::new() },
                 dev: state,
             }),
+            mig <- new_mutex!(MigCtl::new()),
             dev,
         })
     }
@@ -452,6 +530,8 @@ impl<D: PciDevice> PciCore<D> {
         ctx.cfg = self.reset_cfg.clone();
         ctx.irqs.intx_masked = false;
         ctx.irqs.asserted = false;
+        ctx.irqs.stopped = false;
+        ctx.irqs.held = false;
         D::reset(dev, ctx);
     }
 }
@@ -497,6 +577,9 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
             (irqs.intx.take(), irqs.msi.take(), irqs.req.take())
         };
         drop((a, b, c));
+        // Data files still open fail from now on: the transfer cannot
+        // outlive the user that started it.
+        self.mig_reset();
         self.reset();
     }
 
@@ -524,6 +607,8 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
             VFIO_DEVICE_GET_IRQ_INFO => self.get_irq_info(arg),
             VFIO_DEVICE_SET_IRQS => self.set_irqs(arg),
             VFIO_DEVICE_RESET => {
+                // A reset ends any migration: the device runs again.
+                self.mig_reset();
                 self.reset();
                 Ok(0)
             }
@@ -543,6 +628,26 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
             size,
             flags,
         })
+    }
+
+    fn migration_flags(&self) -> u32 {
+        if D::MIGRATION {
+            emul::mig::FLAGS
+        } else {
+            0
+        }
+    }
+
+    fn migration_set_state(&self, state: u32, precopy_v2: bool) -> Result<Option<vfio::DataFile>> {
+        self.mig_set_state(state, precopy_v2)
+    }
+
+    fn migration_get_state(&self) -> Result<u32> {
+        Ok(self.mig_state())
+    }
+
+    fn migration_data_size(&self) -> Result<usize> {
+        self.mig_data_size()
     }
 
     fn request(&self, count: u32) {

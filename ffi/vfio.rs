@@ -16,6 +16,7 @@ use kernel::{
     bindings,
     error::{from_err_ptr, from_result, to_result, VTABLE_DEFAULT_ERROR},
     prelude::*,
+    sync::Arc,
 };
 
 /// The user buffer of one `read()` or `write()` on the device file.
@@ -135,6 +136,30 @@ pub(crate) trait VfioOps: Sized + Send + Sync {
     fn request(&self, _count: u32) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// The `VFIO_MIGRATION_*` flags the device offers. Read once, when the
+    /// device registers, and only if it implements `migration_set_state`.
+    fn migration_flags(&self) -> u32 {
+        0
+    }
+
+    /// Moves the migration state machine to `state` (`VFIO_DEVICE_FEATURE`
+    /// with `MIG_DEVICE_STATE`), returning the data file the final arc opens,
+    /// if it opens one. `precopy_v2` says whether userspace opted in to
+    /// `VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2`.
+    fn migration_set_state(&self, _state: u32, _precopy_v2: bool) -> Result<Option<DataFile>> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// The current migration state.
+    fn migration_get_state(&self) -> Result<u32> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// The bytes `STOP_COPY` would produce now (`MIG_DATA_SIZE`).
+    fn migration_data_size(&self) -> Result<usize> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// The allocation the VFIO core makes for a device of ours.
@@ -194,6 +219,284 @@ impl<T: VfioOps> VTable<T> {
     const fn build() -> &'static vb::vfio_device_ops {
         &Self::OPS
     }
+
+    const MIG: vb::vfio_migration_ops = vb::vfio_migration_ops {
+        migration_set_state: Some(migration_set_state::<T>),
+        migration_get_state: Some(migration_get_state::<T>),
+        migration_get_data_size: Some(migration_get_data_size::<T>),
+    };
+
+    /// The migration table, in static memory.
+    const fn mig_ops() -> &'static vb::vfio_migration_ops {
+        &Self::MIG
+    }
+}
+
+/// Dirty-page logging for a device that does no DMA.
+///
+/// QEMU migrates a VFIO device only when it can learn which guest pages the
+/// device dirtied, from the device or from the IOMMU. An emulated device
+/// never writes guest memory, so it starts and stops logging without doing
+/// anything and always reports that nothing is dirty.
+static NO_DMA_LOG_OPS: vb::vfio_log_ops = vb::vfio_log_ops {
+    log_start: Some(log_start),
+    log_stop: Some(log_stop),
+    log_read_and_clear: Some(log_read_and_clear),
+};
+
+extern "C" fn log_start(
+    _vdev: *mut vb::vfio_device,
+    _ranges: *mut bindings::rb_root_cached,
+    _nnodes: u32,
+    _page_size: *mut u64,
+) -> c_int {
+    0
+}
+
+extern "C" fn log_stop(_vdev: *mut vb::vfio_device) -> c_int {
+    0
+}
+
+extern "C" fn log_read_and_clear(
+    _vdev: *mut vb::vfio_device,
+    _iova: c_ulong,
+    _length: c_ulong,
+    _dirty: *mut bindings::iova_bitmap,
+) -> c_int {
+    // No bit is set in the bitmap: the device dirtied no page.
+    0
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours, under its own
+/// serialisation of feature calls.
+unsafe extern "C" fn migration_set_state<T: VfioOps>(
+    vdev: *mut vb::vfio_device,
+    state: vb::vfio_device_mig_state,
+) -> *mut bindings::file {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    // SAFETY: `vdev` is live for the call; the core sets this field when
+    // userspace opts in, and clears it on open.
+    let v2 = unsafe { (*vdev).precopy_info_v2 } != 0;
+    match d.migration_set_state(state, v2) {
+        Ok(Some(f)) => f.into_raw(),
+        Ok(None) => core::ptr::null_mut(),
+        Err(e) => e.to_ptr(),
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours, with `state`
+/// valid for writes.
+unsafe extern "C" fn migration_get_state<T: VfioOps>(
+    vdev: *mut vb::vfio_device,
+    state: *mut vb::vfio_device_mig_state,
+) -> c_int {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    from_result(|| {
+        let s = d.migration_get_state()?;
+        // SAFETY: The core passes a valid pointer for the result.
+        unsafe { *state = s };
+        Ok(0)
+    })
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours, with `len`
+/// valid for writes.
+unsafe extern "C" fn migration_get_data_size<T: VfioOps>(
+    vdev: *mut vb::vfio_device,
+    len: *mut c_ulong,
+) -> c_int {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    from_result(|| {
+        let n = d.migration_data_size()?;
+        // SAFETY: The core passes a valid pointer for the result.
+        unsafe { *len = n as c_ulong };
+        Ok(0)
+    })
+}
+
+/// What a migration data file does: its data and position are the
+/// implementer's; the file is a stream (no `pread`, no seeking).
+pub(crate) trait DataFileOps: Send + Sync + Sized + 'static {
+    /// `read()`: copies the next bytes of the stream to `out`.
+    fn read(&self, out: &UserBuf) -> Result<usize>;
+
+    /// `write()`: takes the next bytes of the stream from `input`.
+    fn write(&self, input: &UserBuf) -> Result<usize>;
+
+    /// An ioctl on the data file.
+    fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize>;
+}
+
+/// A migration data file: an anonymous-inode file backed by an `Arc<T>`.
+///
+/// # Invariants
+///
+/// `file` is a file made by [`DataFile::new`], and this value owns one
+/// reference to it. The file's `private_data` is an `Arc<T>` turned into a
+/// raw pointer, dropped by the file's `release`.
+pub(crate) struct DataFile {
+    file: *mut bindings::file,
+}
+
+impl DataFile {
+    /// A new file calling `data` for reads (`write` false) or writes.
+    pub(crate) fn new<T: DataFileOps>(data: Arc<T>, write: bool) -> Result<Self> {
+        let raw = Arc::into_raw(data);
+        let flags = if write {
+            bindings::O_WRONLY
+        } else {
+            bindings::O_RDONLY
+        };
+        // SAFETY: The name is a static C string and the table is static; the
+        // private data stays valid until `release`, which owns it.
+        let file = from_err_ptr(unsafe {
+            vb::anon_inode_getfile(
+                c"rmdev_mig".as_char_ptr(),
+                DataVTable::<T>::build(),
+                raw.cast_mut().cast(),
+                flags as c_int,
+            )
+        });
+        match file {
+            Ok(file) => {
+                // SAFETY: `file` is a new, valid file with its inode set; a
+                // stream file has no position and refuses `pread`/`lseek`.
+                unsafe { bindings::stream_open((*file).f_inode, file) };
+                // INVARIANT: The reference `anon_inode_getfile` returned is
+                // ours, and `release` owns the private data.
+                Ok(Self { file })
+            }
+            Err(e) => {
+                // SAFETY: No file took the pointer, so it is still ours.
+                drop(unsafe { Arc::from_raw(raw) });
+                Err(e)
+            }
+        }
+    }
+
+    /// Hands the file's reference to the caller (the VFIO core installs it
+    /// as a file descriptor).
+    fn into_raw(self) -> *mut bindings::file {
+        let f = self.file;
+        core::mem::forget(self);
+        f
+    }
+}
+
+impl Drop for DataFile {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant this value owns one reference.
+        unsafe { bindings::fput(self.file) };
+    }
+}
+
+// SAFETY: The file is only a counted reference; dropping it from any thread
+// is allowed.
+unsafe impl Send for DataFile {}
+
+/// The file operations of a data file backed by `T`.
+struct DataVTable<T>(PhantomData<T>);
+
+impl<T: DataFileOps> DataVTable<T> {
+    const OPS: bindings::file_operations = bindings::file_operations {
+        // The module stays loaded while a data file is open, even after its
+        // device went.
+        owner: (&raw const bindings::__this_module).cast_mut(),
+        read: Some(data_read::<T>),
+        write: Some(data_write::<T>),
+        unlocked_ioctl: Some(data_ioctl::<T>),
+        #[cfg(CONFIG_COMPAT)]
+        compat_ioctl: bindings::compat_ptr_ioctl,
+        release: Some(data_release::<T>),
+        ..pin_init::zeroed()
+    };
+
+    const fn build() -> &'static bindings::file_operations {
+        &Self::OPS
+    }
+}
+
+/// Returns the data of a data file of ours.
+///
+/// # Safety
+///
+/// `file` is a live file made by [`DataFile::new`] for `T`, not yet released.
+unsafe fn file_data<'a, T>(file: *mut bindings::file) -> &'a T {
+    // SAFETY: By the contract `private_data` is a live `Arc<T>`'s pointer.
+    unsafe { &*(*file).private_data.cast::<T>() }
+}
+
+/// # Safety
+///
+/// Called by the VFS on a live data file of ours with a user buffer.
+unsafe extern "C" fn data_read<T: DataFileOps>(
+    file: *mut bindings::file,
+    buf: *mut c_char,
+    count: usize,
+    _ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: The file is live for the call.
+    let d = unsafe { file_data::<T>(file) };
+    // INVARIANT: `buf` is the user buffer of `count` bytes the VFS passed.
+    let out = UserBuf {
+        ptr: buf.cast(),
+        len: count,
+    };
+    from_result(|| d.read(&out).map(|n| n as isize))
+}
+
+/// # Safety
+///
+/// Called by the VFS on a live data file of ours with a user buffer.
+unsafe extern "C" fn data_write<T: DataFileOps>(
+    file: *mut bindings::file,
+    buf: *const c_char,
+    count: usize,
+    _ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: The file is live for the call.
+    let d = unsafe { file_data::<T>(file) };
+    // INVARIANT: `buf` is the user buffer of `count` bytes the VFS passed.
+    let input = UserBuf {
+        ptr: buf.cast_mut().cast(),
+        len: count,
+    };
+    from_result(|| d.write(&input).map(|n| n as isize))
+}
+
+/// # Safety
+///
+/// Called by the VFS on a live data file of ours.
+unsafe extern "C" fn data_ioctl<T: DataFileOps>(
+    file: *mut bindings::file,
+    cmd: c_uint,
+    arg: c_ulong,
+) -> c_long {
+    // SAFETY: The file is live for the call.
+    let d = unsafe { file_data::<T>(file) };
+    from_result(|| d.ioctl(cmd, arg).map(|r| r as c_long))
+}
+
+/// # Safety
+///
+/// Called by the VFS once, when the last reference to a data file goes.
+unsafe extern "C" fn data_release<T: DataFileOps>(
+    _inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> c_int {
+    // SAFETY: `private_data` is the `Arc<T>` `DataFile::new` stored, and
+    // nothing uses it after release.
+    drop(unsafe { Arc::from_raw((*file).private_data.cast::<T>().cast_const()) });
+    0
 }
 
 /// Returns the data of a device of ours.
@@ -368,10 +671,24 @@ impl<T: VfioOps> Registration<T> {
         let vdev = from_err_ptr(unsafe {
             vb::_vfio_alloc_device(size_of::<Raw<T>>(), dev, VTable::<T>::build())
         })?;
+        let flags = if T::HAS_MIGRATION_SET_STATE {
+            data.migration_flags()
+        } else {
+            0
+        };
         // SAFETY: The allocation is a zeroed `Raw<T>`; storing the data
         // transfers its ownership to the allocation (see `release`). The data
         // stays pinned: it is only ever dropped in place, never moved.
         unsafe { (*vdev.cast::<Raw<T>>()).data = KBox::into_raw(Pin::into_inner_unchecked(data)) };
+        if flags != 0 {
+            // SAFETY: `vdev` is ours and not registered yet; the tables are
+            // static. The core reads these fields only after registration.
+            unsafe {
+                (*vdev).migration_flags = flags;
+                (*vdev).mig_ops = VTable::<T>::mig_ops();
+                (*vdev).log_ops = &NO_DMA_LOG_OPS;
+            }
+        }
         // SAFETY: `vdev` was fully set up above.
         let ret = to_result(unsafe { vb::vfio_register_emulated_iommu_dev(vdev) });
         if let Err(e) = ret {

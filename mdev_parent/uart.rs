@@ -57,6 +57,11 @@ const MSR_DSR: u8 = 1 << 5;
 const MSR_RI: u8 = 1 << 6;
 const MSR_DCD: u8 = 1 << 7;
 
+use crate::vfio_pci_core::emul::{
+    mig::{Reader, Writer},
+    EResult, Errno,
+};
+
 /// Depth of the receive FIFO.
 pub(crate) const FIFO_SIZE: usize = 16;
 
@@ -357,6 +362,79 @@ impl Uart {
         self.wired
     }
 
+    /// Bytes a port's registers take in the migration stream.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) const SAVED_SIZE: usize = 1 + FIFO_SIZE + 10;
+
+    /// Writes the guest-visible state for migration: the receive FIFO (its
+    /// length, then the bytes oldest first, zero padded to [`FIFO_SIZE`]),
+    /// IER, FCR, LCR, MCR, LSR, MSR, SCR, DLL, DLM and whether a THR-empty
+    /// interrupt is pending. Always [`Self::SAVED_SIZE`] bytes. The loopback
+    /// wiring and the counters belong to the instance, not the guest, and
+    /// stay behind.
+    pub(crate) fn save(&self, w: &mut Writer<'_>) -> EResult {
+        w.u8(self.rx.len as u8)?;
+        for i in 0..FIFO_SIZE {
+            let b = if i < self.rx.len {
+                self.rx.buf[(self.rx.head + i) % FIFO_SIZE]
+            } else {
+                0
+            };
+            w.u8(b)?;
+        }
+        for v in [
+            self.ier, self.fcr, self.lcr, self.mcr, self.lsr, self.msr, self.scr, self.dll,
+            self.dlm,
+        ] {
+            w.u8(v)?;
+        }
+        w.u8(self.thri_pending.into())
+    }
+
+    /// Loads what [`Self::save`] wrote. Every field is checked before any
+    /// is applied: a value the guest could not have produced (a FIFO longer
+    /// than 16, reserved bits set, a data-ready bit that disagrees with the
+    /// FIFO) fails with `EINVAL` and leaves the port as it was.
+    pub(crate) fn load(&mut self, data: &[u8]) -> EResult {
+        let mut r = Reader::new(data);
+        let len = usize::from(r.u8()?);
+        let bytes: [u8; FIFO_SIZE] = r.array()?;
+        let [ier, fcr, lcr, mcr, lsr, msr, scr, dll, dlm] = r.array()?;
+        let thri_pending = r.bool()?;
+        r.finish()?;
+        let lsr_bits = LSR_DR | LSR_OE | LSR_BI_FE_PE | LSR_THRE | LSR_TEMT;
+        let valid = len <= FIFO_SIZE
+            && bytes.iter().skip(len).all(|&b| b == 0)
+            && ier & !0x0f == 0
+            && fcr & !0xc9 == 0
+            && mcr & !0x1f == 0
+            && lsr & !lsr_bits == 0
+            && lsr & (LSR_THRE | LSR_TEMT) == LSR_THRE | LSR_TEMT
+            && (lsr & LSR_DR != 0) == (len > 0);
+        if !valid {
+            return Err(Errno::Inval);
+        }
+        let mut rx = Fifo::new();
+        for &b in bytes.iter().take(len) {
+            rx.push(b);
+        }
+        *self = Self {
+            rx,
+            ier,
+            fcr,
+            lcr,
+            mcr,
+            lsr,
+            msr,
+            scr,
+            dll,
+            dlm,
+            thri_pending,
+            ..self.clone()
+        };
+        Ok(())
+    }
+
     /// Line settings and counters.
     pub(crate) fn stats(&self) -> Stats {
         Stats {
@@ -496,6 +574,80 @@ mod tests {
         assert_eq!(u.read(off::RBR_THR_DLL), 2);
         u.reset();
         assert!(!u.wired(), "wiring is a setting, not a register");
+    }
+
+    fn saved(u: &Uart) -> Vec<u8> {
+        let mut buf = [0u8; Uart::SAVED_SIZE];
+        let mut w = Writer::new(&mut buf);
+        u.save(&mut w).unwrap();
+        assert_eq!(w.len(), Uart::SAVED_SIZE);
+        buf.to_vec()
+    }
+
+    #[test]
+    fn a_loaded_port_continues_where_the_saved_one_stopped() {
+        let mut a = Uart::new();
+        a.write(off::LCR, LCR_DLAB);
+        a.write(off::RBR_THR_DLL, 1);
+        a.write(off::IER_DLM, 0);
+        a.write(off::LCR, 0x1b);
+        a.write(off::IIR_FCR, 0x81);
+        a.write(off::IER_DLM, IER_RDI);
+        a.write(off::MCR, MCR_DTR | MCR_RTS | MCR_OUT2);
+        a.write(off::SCR, 0x5a);
+        // Wrap the ring so the saved order matters.
+        for b in b"0123456789abc" {
+            a.write(off::RBR_THR_DLL, *b);
+        }
+        for _ in 0..10 {
+            a.read(off::RBR_THR_DLL);
+        }
+        for b in b"hello" {
+            a.write(off::RBR_THR_DLL, *b);
+        }
+        let mut b = Uart::new();
+        b.set_wired(false);
+        b.load(&saved(&a)).unwrap();
+        assert!(!b.wired(), "the wiring is the instance's own");
+        assert_eq!(b.stats().divisor, 1);
+        assert_eq!(b.read(off::LCR), 0x1b);
+        assert_eq!(b.read(off::SCR), 0x5a);
+        assert_eq!(b.read(off::MCR), MCR_DTR | MCR_RTS | MCR_OUT2);
+        assert_eq!(b.read(off::IIR_FCR), a.read(off::IIR_FCR));
+        assert_eq!(drain(&mut b), b"abchello");
+        assert_eq!(b.read(off::LSR) & LSR_DR, 0);
+    }
+
+    #[test]
+    fn impossible_saved_ports_are_refused_and_change_nothing() {
+        let mut a = Uart::new();
+        a.write(off::RBR_THR_DLL, b'x');
+        let good = saved(&a);
+        let mut b = Uart::new();
+        b.write(off::SCR, 7);
+        let before = saved(&b);
+        let bad = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut v = good.clone();
+            f(&mut v);
+            v
+        };
+        for (what, v) in [
+            ("fifo too long", bad(&|v| v[0] = 17)),
+            ("data ready without data", bad(&|v| v[0] = 0)),
+            ("padding", bad(&|v| v[5] = 1)),
+            ("reserved IER bits", bad(&|v| v[17] = 0xf0)),
+            ("reserved FCR bits", bad(&|v| v[18] = 0x06)),
+            ("reserved MCR bits", bad(&|v| v[20] = 0x20)),
+            ("THR never empty", bad(&|v| v[21] = LSR_DR)),
+            ("flag not a bool", bad(&|v| v[26] = 2)),
+            ("short", good[..Uart::SAVED_SIZE - 1].to_vec()),
+            ("long", bad(&|v| v.push(0))),
+        ] {
+            assert_eq!(b.load(&v), Err(Errno::Inval), "{what}");
+            assert_eq!(saved(&b), before, "{what} changed the port");
+        }
+        assert_eq!(b.load(&good), Ok(()));
+        assert_eq!(b.read(off::RBR_THR_DLL), b'x');
     }
 
     #[test]

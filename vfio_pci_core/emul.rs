@@ -8,6 +8,7 @@
 
 pub(crate) mod config;
 pub(crate) mod irq;
+pub(crate) mod mig;
 pub(crate) mod region;
 pub(crate) mod uapi;
 

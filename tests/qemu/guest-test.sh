@@ -138,6 +138,24 @@ write_errno "$u" "$T2/create" >/dev/null
 renumber < <("$VT" abuse "/sys/bus/mdev/devices/$u")
 expect_eq "the abused instance removes cleanly" "$(write_errno 1 "/sys/bus/mdev/devices/$u/remove")" OK
 
+# Migration v2: the state machine on one card, its state moved to a second
+# of the same type, bad streams (one into a one-port card) and aborts; for
+# rmdev and for mtty.
+mig_tests() {
+	local parent=$1 two=$2 one=$3 ref=$4 a b c
+	a=$(new_uuid) b=$(new_uuid) c=$(new_uuid)
+	write_errno "$a" "$SUPP/$parent/mdev_supported_types/$two/create" >/dev/null
+	write_errno "$b" "$SUPP/$parent/mdev_supported_types/$two/create" >/dev/null
+	write_errno "$c" "$SUPP/$parent/mdev_supported_types/$one/create" >/dev/null
+	renumber < <("$VT" $ref mig /sys/bus/mdev/devices/{"$a","$b","$c"} | sed "s/^\(\(not \)\?ok - \)/\1$parent: /")
+	for u in "$a" "$b" "$c"; do
+		expect_eq "$parent: migration instance $u removes cleanly" \
+			"$(write_errno 1 "/sys/bus/mdev/devices/$u/remove")" OK
+	done
+}
+mig_tests rmdev rmdev-serial-2 rmdev-serial-1 ""
+mig_tests mtty mtty-2 mtty-1 --reference=mtty
+
 # REQ: removing an instance userspace holds signals its REQ eventfd; a
 # holder that honours it (as QEMU does) closes the device and the remove
 # completes. mtty has no request op, so its remove would wait for ever.

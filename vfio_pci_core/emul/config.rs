@@ -384,6 +384,47 @@ impl ConfigSpace {
         Ok(())
     }
 
+    /// The current values, for the migration stream.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.val
+    }
+
+    /// Loads values saved (with [`Self::bytes`]) from a configuration space
+    /// built the same way, as a migration target does.
+    ///
+    /// Only bits the guest or the device can change may differ: writable and
+    /// write-1-to-clear bits, and the interrupt status bit. A read-only bit
+    /// that differs means the source was another device (other IDs, BARs or
+    /// capabilities): `EINVAL`, and nothing changes.
+    pub(crate) fn restore(&mut self, saved: &[u8]) -> EResult {
+        self.check_restore(saved)?;
+        self.val.copy_from_slice(saved);
+        Ok(())
+    }
+
+    /// Whether [`Self::restore`] would take `saved`, without changing
+    /// anything.
+    pub(crate) fn check_restore(&self, saved: &[u8]) -> EResult {
+        if saved.len() != self.val.len() {
+            return Err(Errno::Inval);
+        }
+        let device_owned = |i: usize| {
+            if i == reg::STATUS {
+                reg::STATUS_INTERRUPT as u8
+            } else {
+                0
+            }
+        };
+        let fixed_differs = saved.iter().enumerate().any(|(i, &b)| {
+            let free = self.write[i] | self.rw1c[i] | device_owned(i);
+            (b ^ self.val[i]) & !free != 0
+        });
+        if fixed_differs {
+            return Err(Errno::Inval);
+        }
+        Ok(())
+    }
+
     /// A little-endian 16-bit register.
     pub(crate) fn u16_at(&self, off: usize) -> u16 {
         let lo = self.val.get(off).copied().unwrap_or(0);
@@ -415,6 +456,33 @@ mod tests {
         c.set_bar(1, Bar::Mem32(0x1000));
         c.set(reg::INT_PIN, 1, 1);
         c
+    }
+
+    #[test]
+    fn restore_takes_guest_bits_and_refuses_another_layout() {
+        let mut a = serial_like();
+        a.add_pm(0x50);
+        a.write(reg::BAR0, &0xc040u32.to_le_bytes()).unwrap();
+        a.write(reg::COMMAND, &[1, 0]).unwrap();
+        a.write(reg::INT_LINE, &[11]).unwrap();
+        a.write(0x54, &[3, 0]).unwrap();
+        a.set_status_bits(reg::STATUS_INTERRUPT, true);
+        let mut b = serial_like();
+        b.add_pm(0x50);
+        b.restore(a.bytes()).unwrap();
+        assert_eq!(b.bytes(), a.bytes());
+        assert_eq!(b.power_state(), Some(3));
+        assert_eq!(rd32(&b, reg::BAR0), 0xc041);
+        // No PM capability on the target: the capability list differs.
+        let mut c = serial_like();
+        let before = c.bytes().to_vec();
+        assert_eq!(c.restore(a.bytes()), Err(Errno::Inval));
+        assert_eq!(c.bytes(), &before[..]);
+        // Another device ID.
+        let mut d = a.clone();
+        d.set(reg::DEVICE_ID, 2, 0x1234);
+        assert_eq!(b.restore(d.bytes()), Err(Errno::Inval));
+        assert_eq!(b.restore(&a.bytes()[..64]), Err(Errno::Inval));
     }
 
     fn rd32(c: &ConfigSpace, off: usize) -> u32 {

@@ -24,6 +24,7 @@
 //!                                           when the kernel asks for it back
 //!                                           (print "req"), as QEMU does
 
+mod mig;
 #[path = "../../vfio_uapi.rs"]
 mod vfio_uapi;
 use vfio_uapi::*;
@@ -889,7 +890,7 @@ fn main() {
     };
     if args.get(1).map(String::as_str) == Some("--reference=mtty") {
         args.remove(1);
-        t.known = MTTY_DEVIATIONS;
+        t.known = [MTTY_DEVIATIONS, mig::MTTY_DEVIATIONS].concat().leak();
         t.target = "mtty";
     }
     match args.iter().map(String::as_str).collect::<Vec<_>>()[1..] {
@@ -916,6 +917,9 @@ fn main() {
             if let Some(dev) = dev {
                 abuse(&mut t, &dev);
             }
+        }
+        ["mig", src, dst, ref rest @ ..] if rest.len() <= 1 => {
+            mig::run(&mut t, src, dst, rest.first().copied());
         }
         ["hold", sysfs] => {
             let dev = open_group(&mut t, sysfs);
@@ -971,7 +975,9 @@ fn main() {
             return;
         }
         _ => {
-            eprintln!("usage: vfio-test check group|cdev SYSFSDEV | hold SYSFSDEV | req SYSFSDEV");
+            eprintln!(
+                "usage: vfio-test check group|cdev SYSFSDEV | abuse SYSFSDEV | mig SRC DST [ONEPORT] | hold SYSFSDEV | req SYSFSDEV"
+            );
             std::process::exit(2);
         }
     }

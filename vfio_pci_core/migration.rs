@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VFIO migration v2 for devices built on the library.
+//!
+//! The library runs the state machine and owns the stream; a device takes
+//! part through three hooks of [`PciDevice`] only ([`PciDevice::save`],
+//! [`PciDevice::load`] and [`PciDevice::mig_variant`]), so it never sees how
+//! the library keeps configuration space, interrupts or the data files. The
+//! state machine and stream format are kernel-free and host-tested
+//! ([`super::emul::mig`]); this file adds the data files and the locking.
+//!
+//! Locks nest in one order: the migration mutex, then a data file's mutex,
+//! then the library's spinlock.
+
+use super::{
+    emul::{
+        mig::{self, Arc as Step, Identity, MigState, Writer},
+        EResult,
+    },
+    kerr, Inner, PciCore, PciDevice,
+};
+use crate::ffi::vfio::{DataFile, DataFileOps, UserBuf};
+use kernel::{
+    bindings, new_mutex,
+    prelude::*,
+    sync::{Arc, Mutex},
+};
+
+/// `ENOMSG`, which the kernel crate does not name.
+fn enomsg() -> Error {
+    Error::from_errno(-(bindings::ENOMSG as i32))
+}
+
+/// The migration state and the data files that are open.
+pub(super) struct MigCtl {
+    state: MigState,
+    saving: Option<Arc<MigFile>>,
+    resuming: Option<Arc<MigFile>>,
+}
+
+impl MigCtl {
+    /// The state of a device that was just opened or reset.
+    pub(super) const fn new() -> Self {
+        Self {
+            state: MigState::Running,
+            saving: None,
+            resuming: None,
+        }
+    }
+}
+
+/// The contents of a data file.
+struct FileData {
+    /// The stream: produced in full before it is read (saving), or received
+    /// so far (resuming).
+    buf: KVec<u8>,
+    /// Bytes read so far (saving).
+    pos: usize,
+    /// The device left the state the file belongs to: reads and writes fail.
+    disabled: bool,
+    /// The saving file is in a `PRE_COPY` state: reaching the end of what
+    /// there is means "no more for now" (`ENOMSG`), not end of stream.
+    precopy: bool,
+    /// The resuming file received data it refused; it takes no more.
+    broken: bool,
+}
+
+/// A migration data file: a saving file is read, a resuming file written.
+#[pin_data]
+pub(crate) struct MigFile {
+    name: &'static [u8],
+    variant: u32,
+    precopy_v2: bool,
+    #[pin]
+    data: Mutex<FileData>,
+}
+
+impl MigFile {
+    fn new(
+        name: &'static [u8],
+        variant: u32,
+        precopy_v2: bool,
+        buf: KVec<u8>,
+        precopy: bool,
+    ) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                name,
+                variant,
+                precopy_v2,
+                data <- new_mutex!(FileData {
+                    buf,
+                    pos: 0,
+                    disabled: false,
+                    precopy,
+                    broken: false,
+                }),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn id(&self) -> Identity<'static> {
+        Identity {
+            name: self.name,
+            variant: self.variant,
+        }
+    }
+
+    /// Ends the file's use: every later read or write fails with `ENODEV`,
+    /// and its memory goes now rather than when userspace closes it.
+    fn disable(&self) {
+        let mut d = self.data.lock();
+        d.disabled = true;
+        d.buf = KVec::new();
+        d.pos = 0;
+    }
+}
+
+/// `struct vfio_precopy_info`'s output offsets.
+const PRECOPY_FLAGS: usize = 4;
+const PRECOPY_INITIAL: usize = 8;
+const PRECOPY_DIRTY: usize = 16;
+
+impl DataFileOps for MigFile {
+    fn read(&self, out: &UserBuf) -> Result<usize> {
+        let mut d = self.data.lock();
+        if d.disabled {
+            return Err(ENODEV);
+        }
+        let rest = d.buf.get(d.pos..).ok_or(EINVAL)?;
+        if rest.is_empty() {
+            // The uAPI: in PRE_COPY the end of what there is now is a
+            // temporary end of stream; in STOP_COPY it is the end.
+            return if d.precopy { Err(enomsg()) } else { Ok(0) };
+        }
+        let n = rest.len().min(out.len());
+        out.write(rest.get(..n).ok_or(EINVAL)?)?;
+        d.pos += n;
+        Ok(n)
+    }
+
+    fn write(&self, input: &UserBuf) -> Result<usize> {
+        let mut d = self.data.lock();
+        if d.disabled {
+            return Err(ENODEV);
+        }
+        if d.broken {
+            return Err(EINVAL);
+        }
+        let old = d.buf.len();
+        let new = old.checked_add(input.len()).ok_or(EFBIG)?;
+        if new > mig::MAX_STREAM {
+            return Err(EFBIG);
+        }
+        d.buf.resize(new, 0, GFP_KERNEL_ACCOUNT)?;
+        let copied = match d.buf.get_mut(old..) {
+            Some(tail) => input.read(tail),
+            None => Err(EINVAL),
+        };
+        if let Err(e) = copied {
+            d.buf.truncate(old);
+            return Err(e);
+        }
+        // Check what arrived as soon as it can be checked, so a bad stream
+        // fails the write that brought it, not only the final load.
+        if let Err(e) = mig::check_stream(&d.buf, &self.id()) {
+            d.broken = true;
+            return Err(kerr(e));
+        }
+        Ok(input.len())
+    }
+
+    fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+        if cmd != mig::VFIO_MIG_GET_PRECOPY_INFO {
+            return Err(ENOTTY);
+        }
+        let u = UserBuf::new(arg, mig::PRECOPY_INFO_MINSZ);
+        let mut b = [0u8; mig::PRECOPY_INFO_MINSZ];
+        u.read(&mut b)?;
+        let argsz = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        if (argsz as usize) < mig::PRECOPY_INFO_MINSZ {
+            return Err(EINVAL);
+        }
+        let initial = {
+            let d = self.data.lock();
+            // Valid only on a saving file in a PRE_COPY state.
+            if d.disabled || !d.precopy {
+                return Err(EINVAL);
+            }
+            d.buf.len().saturating_sub(d.pos)
+        };
+        if self.precopy_v2 {
+            // Flags are output with v2; this device never reinitialises.
+            b[PRECOPY_FLAGS..PRECOPY_FLAGS + 4].fill(0);
+        }
+        b[PRECOPY_INITIAL..PRECOPY_INITIAL + 8].copy_from_slice(&(initial as u64).to_le_bytes());
+        // The device sends its whole state in STOP_COPY; nothing it does in
+        // PRE_COPY makes earlier data stale.
+        b[PRECOPY_DIRTY..PRECOPY_DIRTY + 8].fill(0);
+        u.write(&b)?;
+        Ok(0)
+    }
+}
+
+/// Which records a stream holds.
+#[derive(Clone, Copy)]
+struct Records {
+    identity: bool,
+    state: bool,
+}
+
+impl<D: PciDevice> PciCore<D> {
+    fn mig_id(&self) -> Identity<'static> {
+        Identity {
+            name: D::NAME.to_bytes(),
+            variant: self.dev.mig_variant(),
+        }
+    }
+
+    /// Writes the records `r` of the stream for the state in `g`.
+    fn write_stream(&self, g: &Inner<D::State>, w: &mut Writer<'_>, r: Records) -> EResult {
+        let id = self.mig_id();
+        if r.identity {
+            w.record(mig::KIND_IDENTITY, &id, |_| Ok(()))?;
+        }
+        if r.state {
+            w.record(mig::KIND_STATE, &id, |w| {
+                w.section(mig::TAG_CONFIG, |w| w.bytes(g.ctx.cfg.bytes()))?;
+                w.section(mig::TAG_IRQ, |w| w.u8(g.ctx.irqs.asserted.into()))?;
+                self.dev.save(&g.dev, w)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The stream's records `r` for the device's current state, in a new
+    /// buffer: counted under the lock, allocated outside it (the lock is a
+    /// spinlock), then written under it.
+    fn snapshot(&self, r: Records) -> Result<KVec<u8>> {
+        let n = {
+            let g = self.inner.lock();
+            let mut w = Writer::counting();
+            self.write_stream(&g, &mut w, r).map_err(kerr)?;
+            w.len()
+        };
+        let mut buf = KVec::from_elem(0u8, n, GFP_KERNEL_ACCOUNT)?;
+        let g = self.inner.lock();
+        let mut w = Writer::new(&mut buf);
+        // A device whose saved size changed between the two passes gets
+        // `EINVAL` rather than a short stream.
+        self.write_stream(&g, &mut w, r).map_err(kerr)?;
+        if w.len() != n {
+            return Err(EINVAL);
+        }
+        drop(g);
+        Ok(buf)
+    }
+
+    /// Loads the stream the resuming file received.
+    fn load(&self, file: &MigFile) -> Result {
+        let d = file.data.lock();
+        if d.broken {
+            return Err(EINVAL);
+        }
+        let s = mig::final_state(&d.buf, &self.mig_id()).map_err(kerr)?;
+        let cfg = s.get(mig::TAG_CONFIG).map_err(kerr)?;
+        let mut irq = mig::Reader::new(s.get(mig::TAG_IRQ).map_err(kerr)?);
+        let asserted = irq.bool().map_err(kerr)?;
+        irq.finish().map_err(kerr)?;
+        let mut g = self.inner.lock();
+        let Inner { ctx, dev } = &mut *g;
+        // Everything is checked before anything changes: the configuration
+        // space first (without changing it), then the device's own sections
+        // (the hook checks all before it applies any).
+        ctx.cfg.check_restore(cfg).map_err(kerr)?;
+        self.dev.load(dev, &s).map_err(kerr)?;
+        ctx.cfg.restore(cfg).map_err(kerr)?;
+        ctx.irqs.asserted = asserted;
+        Ok(())
+    }
+
+    /// One arc of the state machine; the file it opens, if any.
+    fn step(&self, ctl: &mut MigCtl, next: MigState, v2: bool) -> Result<Option<DataFile>> {
+        let id = self.mig_id();
+        let file =
+            |buf: KVec<u8>, precopy: bool| MigFile::new(id.name, id.variant, v2, buf, precopy);
+        let step = mig::arc(ctl.state, next).ok_or(EINVAL)?;
+        let out = match step {
+            Step::Nothing => None,
+            Step::Stop => {
+                self.inner.lock().ctx.stop();
+                None
+            }
+            Step::Run => {
+                self.inner.lock().ctx.run();
+                None
+            }
+            Step::StartPreCopy | Step::StopCopy => {
+                let precopy = step == Step::StartPreCopy;
+                let buf = self.snapshot(Records {
+                    identity: true,
+                    state: !precopy,
+                })?;
+                let f = file(buf, precopy)?;
+                let df = DataFile::new(f.clone(), false)?;
+                ctl.saving = Some(f);
+                Some(df)
+            }
+            Step::FinishPreCopy => {
+                let f = ctl.saving.as_ref().ok_or(EINVAL)?;
+                let more = self.snapshot(Records {
+                    identity: false,
+                    state: true,
+                })?;
+                let mut d = f.data.lock();
+                d.buf.extend_from_slice(&more, GFP_KERNEL_ACCOUNT)?;
+                d.precopy = false;
+                // The same file goes on: no new one for userspace.
+                None
+            }
+            Step::EndSave => {
+                if let Some(f) = ctl.saving.take() {
+                    f.disable();
+                }
+                None
+            }
+            Step::StartResume => {
+                let f = file(KVec::new(), false)?;
+                let df = DataFile::new(f.clone(), true)?;
+                ctl.resuming = Some(f);
+                Some(df)
+            }
+            Step::Load => {
+                let f = ctl.resuming.as_ref().ok_or(EINVAL)?;
+                self.load(f)?;
+                if let Some(f) = ctl.resuming.take() {
+                    f.disable();
+                }
+                None
+            }
+        };
+        ctl.state = next;
+        Ok(out)
+    }
+
+    /// `MIG_DEVICE_STATE` set: walks the arcs to `new`.
+    ///
+    /// A failed arc leaves the device in the last state it reached, with the
+    /// errno of the failure; the walk is at most four arcs long.
+    pub(super) fn mig_set_state(&self, new: u32, v2: bool) -> Result<Option<DataFile>> {
+        let new = MigState::from_u32(new).ok_or(EINVAL)?;
+        let mut ctl = self.mig.lock();
+        let mut out = None;
+        while ctl.state != new {
+            let next = mig::next_state(ctl.state, new).map_err(kerr)?;
+            // Only the arc into the requested state may open a file; the
+            // table never puts such an arc mid-way, and a file opened there
+            // would be dropped (closed) here rather than leak.
+            out = self.step(&mut ctl, next, v2)?;
+        }
+        Ok(out)
+    }
+
+    /// `MIG_DEVICE_STATE` get.
+    pub(super) fn mig_state(&self) -> u32 {
+        self.mig.lock().state as u32
+    }
+
+    /// `MIG_DATA_SIZE`: the bytes a `STOP_COPY` stream would hold now.
+    pub(super) fn mig_data_size(&self) -> Result<usize> {
+        let g = self.inner.lock();
+        let mut w = Writer::counting();
+        self.write_stream(
+            &g,
+            &mut w,
+            Records {
+                identity: true,
+                state: true,
+            },
+        )
+        .map_err(kerr)?;
+        Ok(w.len())
+    }
+
+    /// Back to `RUNNING` with no data file in use (device reset and close):
+    /// open files fail every later read and write with `ENODEV`.
+    pub(super) fn mig_reset(&self) {
+        let (s, r) = {
+            let mut ctl = self.mig.lock();
+            ctl.state = MigState::Running;
+            (ctl.saving.take(), ctl.resuming.take())
+        };
+        for f in [s, r].into_iter().flatten() {
+            f.disable();
+        }
+    }
+}
