@@ -15,6 +15,7 @@ L2I=${3:-}
 . "$TOP/tests/qemu/nested.sh"
 . "$TOP/tests/qemu/mdevctl.sh"
 . "$TOP/tests/qemu/libvirt.sh"
+. "$TOP/tests/qemu/migrate.sh"
 VT=$TOP/target/release/vfio-test
 KO=$TOP/rmdev.ko
 SUPP=/sys/class/mdev_bus
@@ -155,6 +156,8 @@ mig_tests() {
 }
 mig_tests rmdev rmdev-serial-2 rmdev-serial-1 ""
 mig_tests mtty mtty-2 mtty-1 --reference=mtty
+migrate_tests rmdev rmdev-serial-2
+migrate_tests mtty mtty-2
 
 # REQ: removing an instance userspace holds signals its REQ eventfd; a
 # holder that honours it (as QEMU does) closes the device and the remove
