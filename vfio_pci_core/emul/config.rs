@@ -15,6 +15,14 @@ use super::{EResult, Errno};
 /// Size of conventional PCI configuration space.
 pub(crate) const CFG_SIZE: usize = 256;
 
+/// Size of PCI Express extended configuration space (PCIe 6.x, 7.2.2): the
+/// conventional 256 bytes followed by extended capabilities from 0x100.
+pub(crate) const CFG_EXT_SIZE: usize = 4096;
+
+/// Offset of the first extended capability header (PCIe 6.x, 7.6.3).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const EXT_CAP_START: usize = CFG_SIZE;
+
 /// Offsets and bits of the standard type-0 header (PCI Local Bus 3.0, 6.1).
 /// The table is complete on purpose, whether or not every entry is used yet.
 #[allow(dead_code)]
@@ -162,15 +170,25 @@ impl Bar {
 
 /// A configuration space: values and permission bits, byte by byte.
 ///
+/// The arrays always hold [`CFG_EXT_SIZE`] bytes, whichever size the device
+/// has; only the first [`ConfigSpace::size`] bytes are reachable through
+/// [`ConfigSpace::read`] and [`ConfigSpace::write`]. That makes the value
+/// about 12 KiB (three 4 KiB arrays): it is cloned once per device for the
+/// reset copy and kept in kernel objects, which is acceptable, but it is too
+/// big to pass around the kernel stack carelessly; keep it in allocated
+/// objects and build it where it will live.
+///
 /// # Invariants
 ///
 /// `write[i] & rw1c[i] == 0` for every byte: a bit is either stored or
-/// cleared by writes, never both.
+/// cleared by writes, never both. `size` is [`CFG_SIZE`] or [`CFG_EXT_SIZE`].
 #[derive(Clone)]
 pub(crate) struct ConfigSpace {
-    val: [u8; CFG_SIZE],
-    write: [u8; CFG_SIZE],
-    rw1c: [u8; CFG_SIZE],
+    val: [u8; CFG_EXT_SIZE],
+    write: [u8; CFG_EXT_SIZE],
+    rw1c: [u8; CFG_EXT_SIZE],
+    /// Bytes the guest can reach: [`CFG_SIZE`] or [`CFG_EXT_SIZE`].
+    size: usize,
     /// Offset of the power management capability, 0 if there is none.
     pm: usize,
 }
@@ -179,11 +197,30 @@ impl ConfigSpace {
     /// An all-zero, read-only configuration space.
     pub(crate) const fn new() -> Self {
         Self {
-            val: [0; CFG_SIZE],
-            write: [0; CFG_SIZE],
-            rw1c: [0; CFG_SIZE],
+            val: [0; CFG_EXT_SIZE],
+            write: [0; CFG_EXT_SIZE],
+            rw1c: [0; CFG_EXT_SIZE],
+            size: CFG_SIZE,
             pm: 0,
         }
+    }
+
+    /// The number of bytes of configuration space the guest can reach:
+    /// [`CFG_SIZE`], or [`CFG_EXT_SIZE`] for a PCI Express function.
+    /// Offered to the kernel glue, which does not use it yet.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Makes the space 4096 bytes long, as every PCI Express function's is
+    /// (builder use; the PCI Express capability builder calls it). With no
+    /// extended capability added, the header at 0x100 stays all zero, which
+    /// says "no extended capabilities" (PCIe 6.x, 7.6.3); the rest of
+    /// extended space reads zero and is read-only.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn set_extended(&mut self) {
+        self.size = CFG_EXT_SIZE;
     }
 
     /// Sets the reset value of a `len`-byte register (builder use).
@@ -349,12 +386,23 @@ impl ConfigSpace {
         n
     }
 
+    /// The byte range `off..off + len`, if it lies inside the first
+    /// [`ConfigSpace::size`] bytes.
+    fn range(&self, off: usize, len: usize) -> EResult<core::ops::Range<usize>> {
+        let end = off.checked_add(len).ok_or(Errno::Inval)?;
+        if end > self.size {
+            return Err(Errno::Inval);
+        }
+        Ok(off..end)
+    }
+
     /// Reads `out.len()` bytes at `off`.
     ///
-    /// Fails with `EINVAL` if any byte lies outside configuration space.
+    /// Fails with `EINVAL` if any byte lies outside configuration space
+    /// (past [`ConfigSpace::size`]).
     pub(crate) fn read(&self, off: usize, out: &mut [u8]) -> EResult {
-        let end = off.checked_add(out.len()).ok_or(Errno::Inval)?;
-        let src = self.val.get(off..end).ok_or(Errno::Inval)?;
+        let r = self.range(off, out.len())?;
+        let src = self.val.get(r).ok_or(Errno::Inval)?;
         out.copy_from_slice(src);
         Ok(())
     }
@@ -362,17 +410,19 @@ impl ConfigSpace {
     /// Writes `data` at `off`, honouring every byte's permissions.
     ///
     /// Fails with `EINVAL`, changing nothing, if any byte lies outside
-    /// configuration space.
+    /// configuration space (past [`ConfigSpace::size`]).
     pub(crate) fn write(&mut self, off: usize, data: &[u8]) -> EResult {
-        let end = off.checked_add(data.len()).ok_or(Errno::Inval)?;
-        if end > CFG_SIZE {
-            return Err(Errno::Inval);
-        }
+        let r = self.range(off, data.len())?;
         let state = self.power_state();
-        for (i, &d) in data.iter().enumerate() {
-            let o = off + i;
-            let (w, c) = (self.write[o], self.rw1c[o]);
-            self.val[o] = ((self.val[o] & !w) | (d & w)) & !(d & c);
+        let (Some(val), Some(write), Some(rw1c)) = (
+            self.val.get_mut(r.clone()),
+            self.write.get(r.clone()),
+            self.rw1c.get(r),
+        ) else {
+            return Err(Errno::Inval);
+        };
+        for (((v, &w), &c), &d) in val.iter_mut().zip(write).zip(rw1c).zip(data) {
+            *v = ((*v & !w) | (d & w)) & !(d & c);
         }
         // A power state the capability does not offer: the write completes
         // and the state stays.
@@ -577,9 +627,49 @@ mod tests {
     }
 
     #[test]
+    fn conventional_space_ends_at_256() {
+        let mut c = serial_like();
+        assert_eq!(c.size(), CFG_SIZE);
+        let mut b = [0u8; 4];
+        assert_eq!(c.read(EXT_CAP_START, &mut b), Err(Errno::Inval));
+        assert_eq!(c.write(EXT_CAP_START, &[0xff]), Err(Errno::Inval));
+        assert_eq!(c.read(0xfc, &mut b), Ok(()));
+    }
+
+    #[test]
+    fn extended_space_is_4096_bytes_with_an_empty_capability_list() {
+        let mut c = serial_like();
+        c.set_extended();
+        assert_eq!(c.size(), CFG_EXT_SIZE);
+        // A zero header at 0x100 means no extended capabilities.
+        assert_eq!(rd32(&c, EXT_CAP_START), 0);
+        assert_eq!(rd32(&c, CFG_EXT_SIZE - 4), 0);
+        // Extended space is read-only when no capability opens it.
+        wr32(&mut c, EXT_CAP_START, 0xffff_ffff);
+        wr32(&mut c, 0x800, 0xffff_ffff);
+        assert_eq!(rd32(&c, EXT_CAP_START), 0);
+        assert_eq!(rd32(&c, 0x800), 0);
+        // Conventional space behaves as before.
+        wr32(&mut c, reg::BAR0, 0xffff_ffff);
+        assert_eq!(rd32(&c, reg::BAR0), 0xffff_fff9);
+        // Accesses crossing or past the end fail and change nothing.
+        let before = c.val;
+        let mut b = [0u8; 4];
+        assert_eq!(c.read(CFG_EXT_SIZE - 2, &mut b), Err(Errno::Inval));
+        assert_eq!(c.read(CFG_EXT_SIZE, &mut b[..1]), Err(Errno::Inval));
+        assert_eq!(c.write(CFG_EXT_SIZE - 1, &[1, 2]), Err(Errno::Inval));
+        assert_eq!(c.write(usize::MAX, &[1]), Err(Errno::Inval));
+        assert_eq!(c.val, before);
+        assert_eq!(c.read(CFG_EXT_SIZE - 1, &mut b[..1]), Ok(()));
+        // Zero-length accesses are fine up to the end, not past it.
+        assert_eq!(c.read(CFG_EXT_SIZE, &mut []), Ok(()));
+        assert_eq!(c.write(CFG_EXT_SIZE + 1, &[]), Err(Errno::Inval));
+    }
+
+    #[test]
     fn permission_lines_never_mix_stored_and_rw1c_bits() {
         let c = serial_like();
-        for i in 0..CFG_SIZE {
+        for i in 0..CFG_EXT_SIZE {
             assert_eq!(c.write[i] & c.rw1c[i], 0, "byte {i:#x}");
         }
         for p in HEADER_PERMS {
