@@ -60,7 +60,10 @@ pub(crate) mod reg {
         (1 << 8) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 15);
 }
 
-/// Capability IDs and register offsets (PCI Local Bus 3.0, 6.7 and 6.8).
+/// Capability IDs, register offsets and bits (PCI Local Bus 3.0, 6.7 and
+/// 6.8; PCIe 6.x, 7.5.3 and 7.7). The tables are complete on purpose,
+/// whether or not every entry is used yet.
+#[allow(dead_code)]
 pub(crate) mod cap {
     pub(crate) const ID_PM: u8 = 0x01;
     pub(crate) const PM_PMC: usize = 2;
@@ -78,6 +81,72 @@ pub(crate) mod cap {
     pub(crate) const MSI_FLAGS_ENABLE: u16 = 1 << 0;
     pub(crate) const MSI_FLAGS_QSIZE: u16 = 0x70;
     pub(crate) const MSI_FLAGS_64BIT: u16 = 1 << 7;
+    /// Bytes of a 64-bit MSI capability without per-vector masking.
+    pub(crate) const MSI_SIZEOF_64: usize = 14;
+    /// Bytes of a power management capability.
+    pub(crate) const PM_SIZEOF: usize = 8;
+
+    /// PCI Express capability (PCIe 6.x, 7.5.3).
+    pub(crate) const ID_EXP: u8 = 0x10;
+    pub(crate) const EXP_FLAGS: usize = 0x02;
+    pub(crate) const EXP_DEVCAP: usize = 0x04;
+    pub(crate) const EXP_DEVCTL: usize = 0x08;
+    pub(crate) const EXP_DEVSTA: usize = 0x0a;
+    pub(crate) const EXP_LNKCAP: usize = 0x0c;
+    pub(crate) const EXP_LNKCTL: usize = 0x10;
+    pub(crate) const EXP_LNKSTA: usize = 0x12;
+    pub(crate) const EXP_DEVCAP2: usize = 0x24;
+    pub(crate) const EXP_DEVCTL2: usize = 0x28;
+    pub(crate) const EXP_LNKCAP2: usize = 0x2c;
+    pub(crate) const EXP_LNKCTL2: usize = 0x30;
+    /// Bytes of a version 2 PCI Express capability, slot registers included.
+    pub(crate) const EXP_SIZEOF_V2: usize = 0x3c;
+    /// Capabilities register: version 2, device/port type 0 (endpoint).
+    pub(crate) const EXP_FLAGS_V2_ENDPOINT: u16 = 0x0002;
+    /// Device capabilities: Max_Payload_Size Supported is 0 (128 bytes).
+    pub(crate) const EXP_DEVCAP_PAYLOAD: u32 = 0x7;
+    /// Device capabilities: role-based error reporting, which every function
+    /// since PCIe 1.1 must set.
+    pub(crate) const EXP_DEVCAP_RBER: u32 = 1 << 15;
+    /// Device capabilities: Function Level Reset capable.
+    pub(crate) const EXP_DEVCAP_FLR: u32 = 1 << 28;
+    /// Device control: correctable, non-fatal, fatal and unsupported
+    /// request reporting enables.
+    pub(crate) const EXP_DEVCTL_REPORTING: u16 = 0x000f;
+    pub(crate) const EXP_DEVCTL_RELAX_EN: u16 = 1 << 4;
+    pub(crate) const EXP_DEVCTL_PAYLOAD: u16 = 0x00e0;
+    pub(crate) const EXP_DEVCTL_EXT_TAG: u16 = 1 << 8;
+    pub(crate) const EXP_DEVCTL_PHANTOM: u16 = 1 << 9;
+    pub(crate) const EXP_DEVCTL_AUX_PME: u16 = 1 << 10;
+    pub(crate) const EXP_DEVCTL_NOSNOOP_EN: u16 = 1 << 11;
+    pub(crate) const EXP_DEVCTL_READRQ: u16 = 0x7000;
+    /// Max_Read_Request_Size 512 bytes, the reset value the spec gives.
+    pub(crate) const EXP_DEVCTL_READRQ_512B: u16 = 0x2000;
+    pub(crate) const EXP_DEVCTL_BCR_FLR: u16 = 1 << 15;
+    /// Device status: correctable, non-fatal, fatal and unsupported request
+    /// detected, all write-1-to-clear.
+    pub(crate) const EXP_DEVSTA_ERRORS: u16 = 0x000f;
+    /// Link capabilities: 2.5 GT/s (bit 0 of the supported speeds vector).
+    pub(crate) const EXP_LNKCAP_SLS_2_5GB: u32 = 0x1;
+    /// Link capabilities: maximum width x1.
+    pub(crate) const EXP_LNKCAP_MLW_X1: u32 = 0x1 << 4;
+    /// Link capabilities: ASPM optionality compliance, set by every function
+    /// built to PCIe 3.0 or later.
+    pub(crate) const EXP_LNKCAP_ASPM_OPT: u32 = 1 << 22;
+    pub(crate) const EXP_LNKCTL_ASPMC: u16 = 0x0003;
+    pub(crate) const EXP_LNKCTL_RCB: u16 = 1 << 3;
+    pub(crate) const EXP_LNKCTL_CCC: u16 = 1 << 6;
+    pub(crate) const EXP_LNKCTL_ES: u16 = 1 << 7;
+    /// Link status: current speed 2.5 GT/s.
+    pub(crate) const EXP_LNKSTA_CLS_2_5GB: u16 = 0x1;
+    /// Link status: negotiated width x1.
+    pub(crate) const EXP_LNKSTA_NLW_X1: u16 = 0x1 << 4;
+    /// Link status: slot clock configuration (the platform's reference clock).
+    pub(crate) const EXP_LNKSTA_SLC: u16 = 1 << 12;
+    /// Link capabilities 2: supported link speeds vector, 2.5 GT/s only.
+    pub(crate) const EXP_LNKCAP2_SLS_2_5GB: u32 = 1 << 1;
+    /// Link control 2: target link speed 2.5 GT/s.
+    pub(crate) const EXP_LNKCTL2_TLS_2_5GT: u16 = 0x1;
 }
 
 /// One permission line: which bits of a register the guest may change.
@@ -145,6 +214,67 @@ pub(crate) const HEADER_PERMS: &[Perm] = &[
     },
 ];
 
+/// The permission table of a PCI Express capability at `off` (see
+/// [`ConfigSpace::add_pcie`]). Read-only registers with a reason worth
+/// keeping have a line with no writable bits.
+fn pcie_perms(off: usize) -> [Perm; 6] {
+    [
+        Perm {
+            off: off + cap::EXP_DEVCTL,
+            len: 2,
+            write: (cap::EXP_DEVCTL_REPORTING
+                | cap::EXP_DEVCTL_RELAX_EN
+                | cap::EXP_DEVCTL_PAYLOAD
+                | cap::EXP_DEVCTL_EXT_TAG
+                | cap::EXP_DEVCTL_AUX_PME
+                | cap::EXP_DEVCTL_NOSNOOP_EN
+                | cap::EXP_DEVCTL_READRQ)
+                .into(),
+            rw1c: 0,
+            why: "device control: error reporting, relaxed ordering, payload and read request sizes, extended tags, aux power and no-snoop are the guest's as in vfio-pci; phantom functions are not offered, so the bit reads zero; Initiate FLR reads zero, a one written to it is a reset request the library takes",
+        },
+        Perm {
+            off: off + cap::EXP_DEVSTA,
+            len: 2,
+            write: 0,
+            rw1c: cap::EXP_DEVSTA_ERRORS.into(),
+            why: "device status: error detected bits are write-1-to-clear; aux power and transactions pending report state",
+        },
+        Perm {
+            off: off + cap::EXP_LNKCTL,
+            len: 2,
+            write: (cap::EXP_LNKCTL_ASPMC
+                | cap::EXP_LNKCTL_RCB
+                | cap::EXP_LNKCTL_CCC
+                | cap::EXP_LNKCTL_ES)
+                .into(),
+            rw1c: 0,
+            why: "link control: ASPM control, read completion boundary, common clock and extended synch are plain storage on an emulated link; the rest is reserved or unsupported for an endpoint",
+        },
+        Perm {
+            off: off + cap::EXP_LNKSTA,
+            len: 2,
+            write: 0,
+            rw1c: 0,
+            why: "link status: reports a trained x1 link at 2.5 GT/s; the bandwidth status bits belong to downstream ports",
+        },
+        Perm {
+            off: off + cap::EXP_DEVCTL2,
+            len: 2,
+            write: 0,
+            rw1c: 0,
+            why: "device control 2: device capabilities 2 offers nothing, so every field is hardwired to zero",
+        },
+        Perm {
+            off: off + cap::EXP_LNKCTL2,
+            len: 2,
+            write: 0,
+            rw1c: 0,
+            why: "link control 2: target speed is the only speed; the compliance and margining knobs have no meaning for an emulated link",
+        },
+    ]
+}
+
 /// What a base address register decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bar {
@@ -191,6 +321,14 @@ pub(crate) struct ConfigSpace {
     size: usize,
     /// Offset of the power management capability, 0 if there is none.
     pm: usize,
+    /// Offset of the PCI Express capability, 0 if there is none.
+    pcie: usize,
+    /// Whether a guest write asked for a Function Level Reset that the
+    /// library has not yet taken (see [`ConfigSpace::take_flr_request`]).
+    flr: bool,
+    /// Bytes of conventional space the header and the capabilities occupy,
+    /// one bit per byte, so that a builder refuses to overlap them.
+    used: [u64; CFG_SIZE / 64],
 }
 
 impl ConfigSpace {
@@ -202,6 +340,10 @@ impl ConfigSpace {
             rw1c: [0; CFG_EXT_SIZE],
             size: CFG_SIZE,
             pm: 0,
+            pcie: 0,
+            flr: false,
+            // The type-0 header takes the first 64 bytes.
+            used: [u64::MAX, 0, 0, 0],
         }
     }
 
@@ -285,6 +427,38 @@ impl ConfigSpace {
         });
     }
 
+    /// Whether byte `i` of conventional space is taken (out of range counts
+    /// as taken).
+    fn is_used(&self, i: usize) -> bool {
+        match self.used.get(i / 64) {
+            Some(w) => w & (1 << (i % 64)) != 0,
+            None => true,
+        }
+    }
+
+    /// Marks `len` bytes at `off` as taken, as far as they lie in
+    /// conventional space.
+    fn mark_used(&mut self, off: usize, len: usize) {
+        for i in off..off.saturating_add(len).min(CFG_SIZE) {
+            if let Some(w) = self.used.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+
+    /// Takes `len` bytes at `off` for a new capability: fails with `EINVAL`,
+    /// changing nothing, unless the capability starts dword aligned after
+    /// the header, ends inside conventional space and overlaps nothing
+    /// taken before.
+    fn claim(&mut self, off: usize, len: usize) -> EResult {
+        let end = off.checked_add(len).ok_or(Errno::Inval)?;
+        if off < 0x40 || off & 3 != 0 || end > CFG_SIZE || (off..end).any(|i| self.is_used(i)) {
+            return Err(Errno::Inval);
+        }
+        self.mark_used(off, len);
+        Ok(())
+    }
+
     /// Links a capability with ID `id` at `off` into the capability list
     /// (at its head) and sets the status bit that announces the list.
     fn link_cap(&mut self, off: usize, id: u8) {
@@ -302,6 +476,7 @@ impl ConfigSpace {
     /// is writable but dword aligned, the data writable.
     pub(crate) fn add_msi(&mut self, off: usize, vectors: u32) {
         let mmc = vectors.clamp(1, 32).trailing_zeros();
+        self.mark_used(off, cap::MSI_SIZEOF_64);
         self.link_cap(off, cap::ID_MSI);
         self.set(
             off + cap::MSI_FLAGS,
@@ -348,6 +523,7 @@ impl ConfigSpace {
     /// a write asking for a state the capability does not offer (D1, D2)
     /// is discarded, as the PCI PM spec requires.
     pub(crate) fn add_pm(&mut self, off: usize) {
+        self.mark_used(off, cap::PM_SIZEOF);
         self.link_cap(off, cap::ID_PM);
         self.set(off + cap::PM_PMC, 2, cap::PM_PMC_VERSION_1_2.into());
         self.set(off + cap::PM_CTRL, 2, cap::PM_CTRL_NO_SOFT_RESET.into());
@@ -359,6 +535,63 @@ impl ConfigSpace {
             why: "PM control: the power state is the guest's; without PME, PME enable and status read zero",
         });
         self.pm = off;
+    }
+
+    /// Adds a version 2 PCI Express capability for an endpoint at `off`
+    /// (0x3c bytes) and makes configuration space 4096 bytes long, as a
+    /// PCI Express function's is (see [`ConfigSpace::set_extended`]).
+    ///
+    /// The function is Function Level Reset capable: a write that sets
+    /// Initiate FLR is recorded for [`ConfigSpace::take_flr_request`], and
+    /// the bit itself always reads zero. The link is a fixed x1 link at
+    /// 2.5 GT/s without ASPM, and none of the optional features of the
+    /// second set of registers is offered.
+    ///
+    /// Fails with `EINVAL`, changing nothing, if the capability is not
+    /// dword aligned at or after 0x40, does not fit in conventional space
+    /// or overlaps another capability.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn add_pcie(&mut self, off: usize) -> EResult {
+        self.claim(off, cap::EXP_SIZEOF_V2)?;
+        self.link_cap(off, cap::ID_EXP);
+        self.set(off + cap::EXP_FLAGS, 2, cap::EXP_FLAGS_V2_ENDPOINT.into());
+        self.set(
+            off + cap::EXP_DEVCAP,
+            4,
+            cap::EXP_DEVCAP_RBER | cap::EXP_DEVCAP_FLR,
+        );
+        self.set(
+            off + cap::EXP_DEVCTL,
+            2,
+            (cap::EXP_DEVCTL_RELAX_EN | cap::EXP_DEVCTL_NOSNOOP_EN | cap::EXP_DEVCTL_READRQ_512B)
+                .into(),
+        );
+        self.set(
+            off + cap::EXP_LNKCAP,
+            4,
+            cap::EXP_LNKCAP_SLS_2_5GB | cap::EXP_LNKCAP_MLW_X1 | cap::EXP_LNKCAP_ASPM_OPT,
+        );
+        self.set(
+            off + cap::EXP_LNKSTA,
+            2,
+            (cap::EXP_LNKSTA_CLS_2_5GB | cap::EXP_LNKSTA_NLW_X1 | cap::EXP_LNKSTA_SLC).into(),
+        );
+        self.set(off + cap::EXP_LNKCAP2, 4, cap::EXP_LNKCAP2_SLS_2_5GB);
+        self.set(off + cap::EXP_LNKCTL2, 2, cap::EXP_LNKCTL2_TLS_2_5GT.into());
+        for p in pcie_perms(off) {
+            self.apply(&p);
+        }
+        self.pcie = off;
+        self.set_extended();
+        Ok(())
+    }
+
+    /// Whether a guest write asked for a Function Level Reset since the last
+    /// call, clearing the request. The library calls it after every write
+    /// and resets the function when it returns `true`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn take_flr_request(&mut self) -> bool {
+        core::mem::take(&mut self.flr)
     }
 
     /// The power state (0 for D0 to 3 for D3hot), if there is a power
@@ -423,6 +656,17 @@ impl ConfigSpace {
         };
         for (((v, &w), &c), &d) in val.iter_mut().zip(write).zip(rw1c).zip(data) {
             *v = ((*v & !w) | (d & w)) & !(d & c);
+        }
+        // Initiate FLR is not stored (it reads zero); a one written to it is
+        // a request for the library.
+        if self.pcie != 0 {
+            let flr_byte = self.pcie + cap::EXP_DEVCTL + 1;
+            let flr_bit = (cap::EXP_DEVCTL_BCR_FLR >> 8) as u8;
+            if let Some(d) = flr_byte.checked_sub(off).and_then(|i| data.get(i)) {
+                if d & flr_bit != 0 {
+                    self.flr = true;
+                }
+            }
         }
         // A power state the capability does not offer: the write completes
         // and the state stays.
@@ -667,12 +911,104 @@ mod tests {
     }
 
     #[test]
+    fn pcie_capability_describes_an_x1_endpoint() {
+        let mut c = serial_like();
+        c.add_pm(0x40);
+        c.add_pcie(0x60).unwrap();
+        assert_eq!(c.size(), CFG_EXT_SIZE);
+        let mut caps = [(0, 0); 4];
+        let n = c.caps(&mut caps);
+        assert_eq!(&caps[..n], &[(0x60, cap::ID_EXP), (0x40, cap::ID_PM)]);
+        assert_eq!(c.u16_at(0x62), 0x0002, "version 2, endpoint");
+        let devcap = rd32(&c, 0x64);
+        assert_eq!(devcap & cap::EXP_DEVCAP_PAYLOAD, 0, "128-byte payload");
+        assert_ne!(devcap & cap::EXP_DEVCAP_FLR, 0);
+        assert_eq!(c.u16_at(0x68), 0x2810, "reset device control");
+        assert_eq!(rd32(&c, 0x6c) & 0x3ff, 0x11, "x1 at 2.5 GT/s");
+        assert_eq!(c.u16_at(0x72) & 0x3ff, 0x11, "trained x1 at 2.5 GT/s");
+        assert_eq!(rd32(&c, 0x8c), 0x2, "supported speeds: 2.5 GT/s");
+        // Every register but the control ones is read-only.
+        for o in (0x60..0x9c).step_by(4) {
+            let before = rd32(&c, o);
+            wr32(&mut c, o, 0xffff_ffff);
+            wr32(&mut c, o, 0);
+            let after = rd32(&c, o);
+            match o {
+                0x68 => assert_eq!(after, 0),
+                0x70 => assert_eq!(after, before & !0xcb),
+                _ => assert_eq!(after, before, "offset {o:#x}"),
+            }
+        }
+        assert_eq!(rd32(&c, EXT_CAP_START), 0, "no extended capabilities");
+    }
+
+    #[test]
+    fn pcie_device_control_takes_defined_bits_and_flr_reads_zero() {
+        let mut c = serial_like();
+        c.add_pcie(0x60).unwrap();
+        assert!(!c.take_flr_request());
+        // Everything but phantom functions and Initiate FLR sticks.
+        c.write(0x68, &0x7fffu16.to_le_bytes()).unwrap();
+        assert_eq!(c.u16_at(0x68), 0x7dff);
+        assert!(!c.take_flr_request(), "no FLR without bit 15");
+        // Initiate FLR reads zero and is reported once.
+        c.write(0x68, &0xffffu16.to_le_bytes()).unwrap();
+        assert_eq!(c.u16_at(0x68), 0x7dff);
+        assert!(c.take_flr_request());
+        assert!(!c.take_flr_request());
+        // Also through a byte write or a dword write that covers it.
+        c.write(0x69, &[0x80]).unwrap();
+        assert!(c.take_flr_request());
+        wr32(&mut c, 0x68, 0x8000);
+        assert!(c.take_flr_request());
+        assert_eq!(c.u16_at(0x68), 0);
+        // A write next to the register does not request one.
+        c.write(0x6a, &[0xff, 0xff]).unwrap();
+        c.write(0x67, &[0xff]).unwrap();
+        assert!(!c.take_flr_request());
+        // A failed write does not either.
+        assert_eq!(c.write(0x69, &[0x80; 4096]), Err(Errno::Inval));
+        assert!(!c.take_flr_request());
+    }
+
+    #[test]
+    fn pcie_device_status_errors_are_rw1c() {
+        let mut c = serial_like();
+        c.add_pcie(0x60).unwrap();
+        c.set(0x6a, 2, 0x3f);
+        c.write(0x6a, &[0, 0]).unwrap();
+        assert_eq!(c.u16_at(0x6a), 0x3f);
+        c.write(0x6a, &[0x05, 0]).unwrap();
+        assert_eq!(c.u16_at(0x6a), 0x3a);
+        c.write(0x6a, &[0xff, 0xff]).unwrap();
+        assert_eq!(c.u16_at(0x6a), 0x30, "aux power and pending stay");
+    }
+
+    #[test]
+    fn capabilities_must_fit_and_not_overlap() {
+        let mut c = serial_like();
+        c.add_msi(0x40, 1);
+        let before = (c.val, c.size());
+        for off in [0x00, 0x3c, 0x40, 0x4c, 0x62, 0xc8, 0xfc, usize::MAX] {
+            assert_eq!(c.add_pcie(off), Err(Errno::Inval), "offset {off:#x}");
+        }
+        assert_eq!((c.val, c.size()), before);
+        // Right after the MSI capability, and at the very end, it fits.
+        assert_eq!(c.add_pcie(0x50), Ok(()));
+        let mut c = serial_like();
+        assert_eq!(c.add_pcie(0xc4), Ok(()));
+    }
+
+    #[test]
     fn permission_lines_never_mix_stored_and_rw1c_bits() {
-        let c = serial_like();
+        let mut c = serial_like();
+        c.add_msi(0x40, 1);
+        c.add_pm(0x50);
+        c.add_pcie(0x60).unwrap();
         for i in 0..CFG_EXT_SIZE {
             assert_eq!(c.write[i] & c.rw1c[i], 0, "byte {i:#x}");
         }
-        for p in HEADER_PERMS {
+        for p in HEADER_PERMS.iter().chain(&pcie_perms(0x60)) {
             assert!(!p.why.is_empty());
         }
     }
