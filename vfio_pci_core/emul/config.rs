@@ -86,6 +86,22 @@ pub(crate) mod cap {
     /// Bytes of a power management capability.
     pub(crate) const PM_SIZEOF: usize = 8;
 
+    /// MSI-X capability (PCIe 6.x, 7.7.2).
+    pub(crate) const ID_MSIX: u8 = 0x11;
+    pub(crate) const MSIX_FLAGS: usize = 2;
+    pub(crate) const MSIX_TABLE: usize = 4;
+    pub(crate) const MSIX_PBA: usize = 8;
+    /// Bytes of an MSI-X capability.
+    pub(crate) const MSIX_SIZEOF: usize = 12;
+    /// Message control: Table Size, the number of vectors minus one.
+    pub(crate) const MSIX_FLAGS_QSIZE: u16 = 0x07ff;
+    /// Message control: Function Mask.
+    pub(crate) const MSIX_FLAGS_MASKALL: u16 = 1 << 14;
+    /// Message control: MSI-X Enable.
+    pub(crate) const MSIX_FLAGS_ENABLE: u16 = 1 << 15;
+    /// Table and PBA offset registers: the BAR indicator bits.
+    pub(crate) const MSIX_BIR: u32 = 0x7;
+
     /// PCI Express capability (PCIe 6.x, 7.5.3).
     pub(crate) const ID_EXP: u8 = 0x10;
     pub(crate) const EXP_FLAGS: usize = 0x02;
@@ -323,6 +339,8 @@ pub(crate) struct ConfigSpace {
     pm: usize,
     /// Offset of the PCI Express capability, 0 if there is none.
     pcie: usize,
+    /// Offset of the MSI-X capability, 0 if there is none.
+    msix: usize,
     /// Whether a guest write asked for a Function Level Reset that the
     /// library has not yet taken (see [`ConfigSpace::take_flr_request`]).
     flr: bool,
@@ -341,6 +359,7 @@ impl ConfigSpace {
             size: CFG_SIZE,
             pm: 0,
             pcie: 0,
+            msix: 0,
             flr: false,
             // The type-0 header takes the first 64 bytes.
             used: [u64::MAX, 0, 0, 0],
@@ -584,6 +603,70 @@ impl ConfigSpace {
         self.pcie = off;
         self.set_extended();
         Ok(())
+    }
+
+    /// Adds an MSI-X capability at `off` for `vectors` vectors (1-2048)
+    /// whose table lies at `table_offset` of BAR `table_bar` and whose
+    /// pending bit array lies at `pba_offset` of BAR `pba_bar`. MSI-X Enable
+    /// and Function Mask are the guest's; the table size and both location
+    /// registers are read-only. The table and PBA themselves are modelled
+    /// by [`super::msix::MsixTable`], which the library keeps in step with
+    /// [`ConfigSpace::msix_control`].
+    ///
+    /// Fails with `EINVAL`, changing nothing, if `vectors` is out of range,
+    /// a BAR index is above 5, an offset is not qword aligned, the table and
+    /// PBA overlap in one BAR, or the capability is not dword aligned at or
+    /// after 0x40, does not fit in conventional space or overlaps another.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn add_msix(
+        &mut self,
+        off: usize,
+        vectors: u16,
+        table_bar: u8,
+        table_offset: u32,
+        pba_bar: u8,
+        pba_offset: u32,
+    ) -> EResult {
+        let n = u64::from(vectors);
+        if !(1..=2048).contains(&n)
+            || table_bar > 5
+            || pba_bar > 5
+            || table_offset & 7 != 0
+            || pba_offset & 7 != 0
+        {
+            return Err(Errno::Inval);
+        }
+        let (table, pba) = (u64::from(table_offset), u64::from(pba_offset));
+        let (table_end, pba_end) = (table + 16 * n, pba + 8 * n.div_ceil(64));
+        if table_bar == pba_bar && table < pba_end && pba < table_end {
+            return Err(Errno::Inval);
+        }
+        self.claim(off, cap::MSIX_SIZEOF)?;
+        self.link_cap(off, cap::ID_MSIX);
+        self.set(off + cap::MSIX_FLAGS, 2, u32::from(vectors - 1));
+        self.set(
+            off + cap::MSIX_TABLE,
+            4,
+            table_offset | u32::from(table_bar),
+        );
+        self.set(off + cap::MSIX_PBA, 4, pba_offset | u32::from(pba_bar));
+        self.apply(&Perm {
+            off: off + cap::MSIX_FLAGS,
+            len: 2,
+            write: u32::from(cap::MSIX_FLAGS_ENABLE | cap::MSIX_FLAGS_MASKALL),
+            rw1c: 0,
+            why: "MSI-X control: enable and function mask are the guest's; the table size is fixed",
+        });
+        self.msix = off;
+        Ok(())
+    }
+
+    /// The MSI-X capability's Message Control register, if there is an
+    /// MSI-X capability; the library passes it to
+    /// [`super::msix::MsixTable::set_control`] after every write.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn msix_control(&self) -> Option<u16> {
+        (self.msix != 0).then(|| self.u16_at(self.msix + cap::MSIX_FLAGS))
     }
 
     /// Whether a guest write asked for a Function Level Reset since the last
@@ -982,6 +1065,60 @@ mod tests {
         assert_eq!(c.u16_at(0x6a), 0x3a);
         c.write(0x6a, &[0xff, 0xff]).unwrap();
         assert_eq!(c.u16_at(0x6a), 0x30, "aux power and pending stay");
+    }
+
+    #[test]
+    fn msix_capability_points_at_the_table_and_pba() {
+        let mut c = serial_like();
+        assert_eq!(c.msix_control(), None);
+        c.add_msix(0x40, 8, 1, 0x800, 1, 0xc00).unwrap();
+        let mut caps = [(0, 0); 4];
+        let n = c.caps(&mut caps);
+        assert_eq!(&caps[..n], &[(0x40, cap::ID_MSIX)]);
+        assert_eq!(c.msix_control(), Some(7));
+        assert_eq!(rd32(&c, 0x44), 0x801);
+        assert_eq!(rd32(&c, 0x48), 0xc01);
+        // Only enable and function mask stick.
+        c.write(0x42, &0xffffu16.to_le_bytes()).unwrap();
+        assert_eq!(c.msix_control(), Some(0xc007));
+        c.write(0x43, &[0x80]).unwrap();
+        assert_eq!(c.msix_control(), Some(0x8007));
+        wr32(&mut c, 0x44, 0);
+        wr32(&mut c, 0x48, 0xffff_ffff);
+        assert_eq!((rd32(&c, 0x44), rd32(&c, 0x48)), (0x801, 0xc01));
+        assert_eq!(rd32(&c, 0x4c), 0, "nothing past the capability");
+    }
+
+    #[test]
+    fn msix_capability_rejects_impossible_layouts() {
+        let mut c = serial_like();
+        let before = c.val;
+        for (vectors, tbar, toff, pbar, poff) in [
+            (0, 0, 0, 0, 0x800),
+            (2049, 0, 0, 0, 0x10000),
+            (1, 6, 0, 0, 0x800),
+            (1, 0, 0, 7, 0x800),
+            (1, 0, 4, 0, 0x800),
+            (1, 0, 0, 0, 0x804),
+            (8, 2, 0, 2, 0x78),
+            (8, 2, 0x100, 2, 0x178),
+        ] {
+            assert_eq!(
+                c.add_msix(0x40, vectors, tbar, toff, pbar, poff),
+                Err(Errno::Inval),
+                "{vectors} {tbar} {toff:#x} {pbar} {poff:#x}"
+            );
+        }
+        assert_eq!(c.val, before);
+        // Back to back in one BAR, or at the same offset of two BARs, is fine.
+        assert_eq!(c.add_msix(0x40, 8, 2, 0, 2, 0x80), Ok(()));
+        assert_eq!(
+            c.add_msix(0x44, 8, 2, 0, 3, 0),
+            Err(Errno::Inval),
+            "overlap"
+        );
+        assert_eq!(c.add_msix(0x4c, 2048, 2, 0, 3, 0), Ok(()));
+        assert_eq!(c.u16_at(0x4e), 0x7ff);
     }
 
     #[test]
