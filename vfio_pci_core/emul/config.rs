@@ -19,6 +19,10 @@ pub(crate) const CFG_SIZE: usize = 256;
 /// conventional 256 bytes followed by extended capabilities from 0x100.
 pub(crate) const CFG_EXT_SIZE: usize = 4096;
 
+/// The most extended capabilities a walk returns: as many 8-byte-apart
+/// headers as extended space holds, Linux's bound for the same walk.
+pub(crate) const EXT_CAPS_MAX: usize = (CFG_EXT_SIZE - CFG_SIZE) / 8;
+
 /// Offset of the first extended capability header (PCIe 6.x, 7.6.3).
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) const EXT_CAP_START: usize = CFG_SIZE;
@@ -743,6 +747,37 @@ impl ConfigSpace {
         Ok(off..end)
     }
 
+    /// Walks the extended capability list from 0x100 and returns the
+    /// `(offset, id)` pairs, at most [`EXT_CAPS_MAX`] of them (a loop in a
+    /// corrupt list cannot hang the walk), as Linux's
+    /// `pci_find_next_ext_capability()` does: an all-zero header ends the
+    /// list, and so does a next pointer below 0x100. Conventional space has
+    /// no extended list. No builder adds extended capabilities yet, so the
+    /// list is empty unless a device writes one with [`ConfigSpace::set`];
+    /// the walk checks that it stays so.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn ext_caps(&self, out: &mut [(usize, u16)]) -> usize {
+        if self.size < CFG_EXT_SIZE {
+            return 0;
+        }
+        let mut n = 0;
+        let mut p = EXT_CAP_START;
+        while n < EXT_CAPS_MAX {
+            let h = self.u32_at(p);
+            let Some(slot) = out.get_mut(n).filter(|_| h != 0) else {
+                break;
+            };
+            *slot = (p, h as u16);
+            n += 1;
+            // Bits 31:20 hold the next offset; its low two bits are reserved.
+            p = (h >> 20) as usize & !3;
+            if p < EXT_CAP_START {
+                break;
+            }
+        }
+        n
+    }
+
     /// Reads `out.len()` bytes at `off`.
     ///
     /// Fails with `EINVAL` if any byte lies outside configuration space
@@ -795,8 +830,17 @@ impl ConfigSpace {
     /// A little-endian 16-bit register.
     pub(crate) fn u16_at(&self, off: usize) -> u16 {
         let lo = self.val.get(off).copied().unwrap_or(0);
-        let hi = self.val.get(off + 1).copied().unwrap_or(0);
+        let hi = off
+            .checked_add(1)
+            .and_then(|o| self.val.get(o))
+            .copied()
+            .unwrap_or(0);
         u16::from_le_bytes([lo, hi])
+    }
+
+    /// A little-endian 32-bit register (zero past the arrays).
+    fn u32_at(&self, off: usize) -> u32 {
+        u32::from(self.u16_at(off)) | u32::from(self.u16_at(off.saturating_add(2))) << 16
     }
 
     /// The command register.
@@ -1195,6 +1239,87 @@ mod tests {
         assert_eq!(c.val, before);
         assert_eq!(c.add_vendor(0xfc, &[1]), Ok(()));
         assert_eq!(c.add_vendor(0x48, &[0; 0xb1]), Ok(()), "0x48 to 0xfc");
+    }
+
+    /// A device with the capabilities whose bits are set in `mask` (MSI,
+    /// PM, PCI Express, MSI-X, vendor-specific), and the list it expects,
+    /// head first.
+    fn with_caps(mask: u32) -> (ConfigSpace, [(usize, u8); 5], usize) {
+        let mut c = serial_like();
+        let mut want = [(0, 0); 5];
+        let mut n = 0;
+        let mut push = |off, id| {
+            want[n] = (off, id);
+            n += 1;
+        };
+        if mask & 1 != 0 {
+            c.add_msi(0x40, 1);
+            push(0x40, cap::ID_MSI);
+        }
+        if mask & 2 != 0 {
+            c.add_pm(0x50);
+            push(0x50, cap::ID_PM);
+        }
+        if mask & 4 != 0 {
+            c.add_pcie(0x60).unwrap();
+            push(0x60, cap::ID_EXP);
+        }
+        if mask & 8 != 0 {
+            c.add_msix(0xa0, 4, 1, 0, 1, 0x800).unwrap();
+            push(0xa0, cap::ID_MSIX);
+        }
+        if mask & 16 != 0 {
+            c.add_vendor(0xb0, b"rmdev").unwrap();
+            push(0xb0, cap::ID_VNDR);
+        }
+        want[..n].reverse();
+        (c, want, n)
+    }
+
+    #[test]
+    fn the_list_holds_exactly_the_capabilities_added() {
+        for mask in 0..32 {
+            let (c, want, n) = with_caps(mask);
+            let mut caps = [(0, 0); 8];
+            assert_eq!(c.caps(&mut caps), n, "mask {mask:#x}");
+            assert_eq!(&caps[..n], &want[..n], "mask {mask:#x}");
+            let listed = c.u16_at(reg::STATUS) & reg::STATUS_CAP_LIST != 0;
+            assert_eq!(listed, n > 0, "mask {mask:#x}");
+            let express = mask & 4 != 0;
+            let size = if express { CFG_EXT_SIZE } else { CFG_SIZE };
+            assert_eq!(c.size(), size, "mask {mask:#x}");
+            assert_eq!(c.msix_control().is_some(), mask & 8 != 0);
+            assert_eq!(c.power_state().is_some(), mask & 2 != 0);
+            let mut ext = [(0, 0); 4];
+            assert_eq!(c.ext_caps(&mut ext), 0, "mask {mask:#x}");
+        }
+    }
+
+    #[test]
+    fn the_extended_list_is_walked_with_a_bound() {
+        let mut c = serial_like();
+        c.set_extended();
+        let mut ext = [(0, 0); EXT_CAPS_MAX + 8];
+        assert_eq!(c.ext_caps(&mut ext), 0);
+        // Two capabilities: vendor-specific extended at 0x100, then AER.
+        c.set(0x100, 4, 0x1401_000b);
+        c.set(0x140, 4, 0x0001_0001);
+        assert_eq!(c.ext_caps(&mut ext), 2);
+        assert_eq!(&ext[..2], &[(0x100, 0x000b), (0x140, 0x0001)]);
+        // The walk stops at a pointer below 0x100 and at the output's end.
+        c.set(0x140, 4, 0x0801_0001);
+        assert_eq!(c.ext_caps(&mut ext), 2);
+        assert_eq!(c.ext_caps(&mut ext[..1]), 1);
+        // A loop ends after the bound.
+        c.set(0x140, 4, 0x1401_0001);
+        assert_eq!(c.ext_caps(&mut ext), EXT_CAPS_MAX);
+        // A zero header further down ends the list too.
+        c.set(0x140, 4, 0x2001_0001);
+        assert_eq!(c.ext_caps(&mut ext), 2);
+        // Conventional space has no extended list.
+        let mut c = serial_like();
+        c.set(0x100, 4, 0x0001_000b);
+        assert_eq!(c.ext_caps(&mut ext), 0);
     }
 
     #[test]
