@@ -13,6 +13,9 @@ pub(crate) mod irq;
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod msix;
 pub(crate) mod region;
+/// Host-only: the generator behind the property tests.
+#[cfg(test)]
+pub(crate) mod testrng;
 pub(crate) mod uapi;
 
 /// An error of the kernel-free model, turned into an errno by the kernel glue.

@@ -859,6 +859,7 @@ impl ConfigSpace {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testrng::Rng;
     use super::*;
 
     fn serial_like() -> ConfigSpace {
@@ -1320,6 +1321,117 @@ mod tests {
         let mut c = serial_like();
         c.set(0x100, 4, 0x0001_000b);
         assert_eq!(c.ext_caps(&mut ext), 0);
+    }
+
+    /// A random access offset: mostly in conventional space, where the
+    /// registers are, or elsewhere near the space; sometimes anywhere.
+    fn random_offset(rng: &mut Rng, size: usize) -> usize {
+        match rng.below(16) {
+            0 => usize::MAX - rng.index(16),
+            1 => rng.next_u64() as usize,
+            2 => size - rng.index(8),
+            3..=5 => rng.index(size + 16),
+            _ => rng.index(CFG_SIZE),
+        }
+    }
+
+    /// A random access length: mostly register sized, sometimes long.
+    fn random_len(rng: &mut Rng) -> usize {
+        match rng.below(16) {
+            0 => rng.index(CFG_EXT_SIZE + 16),
+            1 => 0,
+            2..=4 => rng.index(300),
+            _ => [1, 2, 4][rng.index(3)],
+        }
+    }
+
+    #[test]
+    fn random_accesses_keep_every_invariant() {
+        let (mut c, want, n) = with_caps(31);
+        let want = &want[..n];
+        let size = c.size();
+        let ids = (rd32(&c, 0), rd32(&c, 8));
+        let (write, rw1c) = (c.write, c.rw1c);
+        let flr = (0x60 + cap::EXP_DEVCTL + 1, 0x80u8);
+        let mut rng = Rng::new(0x5eed_c0f1);
+        let mut buf = [0u8; CFG_EXT_SIZE + 16];
+        let (mut ok_writes, mut rw1c_clears) = (0, 0);
+        for iter in 0..20_000 {
+            // The device raises error bits now and then, so RW1C bits have
+            // ones to clear.
+            if rng.one_in(8) {
+                c.set_status_bits(reg::STATUS_RW1C, true);
+                c.set(0x60 + cap::EXP_DEVSTA, 2, cap::EXP_DEVSTA_ERRORS.into());
+            }
+            let off = random_offset(&mut rng, size);
+            let len = random_len(&mut rng);
+            let in_range = off.checked_add(len).is_some_and(|e| e <= size);
+            let data = &mut buf[..len];
+            rng.fill(data);
+            if rng.one_in(2) {
+                let r = c.read(off, data);
+                assert_eq!(r.is_ok(), in_range, "iter {iter}: read {off:#x}+{len}");
+                if in_range {
+                    assert_eq!(data, &c.val[off..off + len]);
+                }
+                continue;
+            }
+            let before = c.val;
+            let r = c.write(off, data);
+            assert_eq!(r.is_ok(), in_range, "iter {iter}: write {off:#x}+{len}");
+            let asked_flr =
+                in_range && (off..off + len).contains(&flr.0) && data[flr.0 - off] & flr.1 != 0;
+            assert_eq!(c.take_flr_request(), asked_flr, "iter {iter}");
+            if !in_range {
+                assert_eq!(c.val, before, "iter {iter}: failed write changed");
+                continue;
+            }
+            ok_writes += 1;
+            for i in 0..CFG_EXT_SIZE {
+                let changed = c.val[i] ^ before[i];
+                let ro = !write[i] & !rw1c[i];
+                assert_eq!(changed & ro, 0, "iter {iter}: read-only bits of {i:#x}");
+                assert_eq!(c.val[i] & !before[i] & rw1c[i], 0, "iter {iter}: RW1C set");
+                if changed & rw1c[i] != 0 {
+                    rw1c_clears += 1;
+                }
+                if !(off..off + len).contains(&i) {
+                    assert_eq!(changed, 0, "iter {iter}: byte {i:#x} outside the write");
+                }
+            }
+            assert_eq!((rd32(&c, 0), rd32(&c, 8)), ids, "iter {iter}: IDs");
+            assert_eq!((c.write, c.rw1c), (write, rw1c), "permissions moved");
+            let mut caps = [(0, 0); 8];
+            let m = c.caps(&mut caps);
+            assert_eq!(&caps[..m], want, "iter {iter}: capability list");
+            for &(p, _) in &caps[..m] {
+                assert!(p >= 0x40 && p % 4 == 0);
+            }
+            assert_eq!(c.ext_caps(&mut [(0, 0); 4]), 0);
+            assert_eq!(c.size(), size);
+            assert!(matches!(c.power_state(), Some(0 | 3)));
+        }
+        // The run exercised what it checks.
+        assert!(
+            ok_writes > 5_000 && rw1c_clears > 100,
+            "{ok_writes} {rw1c_clears}"
+        );
+    }
+
+    #[test]
+    fn random_accesses_to_conventional_space_stop_at_256() {
+        let (mut c, _, _) = with_caps(1 | 2 | 8 | 16);
+        let mut rng = Rng::new(42);
+        let mut buf = [0u8; CFG_EXT_SIZE + 16];
+        for _ in 0..5_000 {
+            let off = random_offset(&mut rng, CFG_SIZE);
+            let len = random_len(&mut rng);
+            let in_range = off.checked_add(len).is_some_and(|e| e <= CFG_SIZE);
+            let before = c.val;
+            assert_eq!(c.write(off, &buf[..len]).is_ok(), in_range);
+            assert_eq!(c.read(off, &mut buf[..len]).is_ok(), in_range);
+            assert!(c.val[CFG_SIZE..] == before[CFG_SIZE..]);
+        }
     }
 
     #[test]

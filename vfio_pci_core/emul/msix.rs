@@ -280,6 +280,7 @@ impl<const N: usize> MsixTable<N> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testrng::Rng;
     use super::*;
 
     type Table = MsixTable<4>;
@@ -448,5 +449,92 @@ mod tests {
         assert!(!t.enabled());
         assert_eq!(t.entries, Table::new().entries);
         assert_eq!(pba(&t), 0);
+    }
+
+    #[test]
+    fn random_accesses_keep_every_invariant() {
+        type Big = MsixTable<70>;
+        let mut t = Big::new();
+        let mut rng = Rng::new(0x4d53_4958);
+        let mut buf = [0u8; 24];
+        let (mut table_writes, mut delivered) = (0, 0);
+        for iter in 0..50_000 {
+            let pba = rng.one_in(4);
+            let size = if pba {
+                Big::pba_size()
+            } else {
+                Big::table_size()
+            };
+            let off = match rng.below(16) {
+                0 => u64::MAX - rng.below(16),
+                1 => rng.next_u64(),
+                _ => rng.below(size as u64 + 24),
+            };
+            let len = match rng.below(8) {
+                0 => rng.index(buf.len() + 1),
+                1 | 2 => 8,
+                _ => 4,
+            };
+            let valid = (len == 4 || len == 8)
+                && off % len as u64 == 0
+                && off
+                    .checked_add(len as u64)
+                    .is_some_and(|e| e <= size as u64);
+            let data = &mut buf[..len];
+            rng.fill(data);
+            let (entries, pending) = (t.entries, t.pending);
+            let r = match (pba, rng.one_in(2)) {
+                (false, false) => t.read(off, data),
+                (false, true) => t.write(off, data),
+                (true, false) => t.read_pba(off, data),
+                (true, true) => t.write_pba(off, data),
+            };
+            assert_eq!(r.is_ok(), valid, "iter {iter}: {off:#x}+{len}");
+            if r.is_err() {
+                assert!(t.entries == entries, "iter {iter}: failed access changed");
+            }
+            if !pba && r.is_ok() && t.entries != entries {
+                table_writes += 1;
+            }
+            if pba {
+                assert!(
+                    t.entries == entries,
+                    "iter {iter}: PBA access changed the table"
+                );
+            }
+            assert!(
+                t.pending == pending,
+                "iter {iter}: an access changed the PBA"
+            );
+            for e in &t.entries {
+                assert_eq!(e[CTRL] & !CTRL_MASKED, 0, "iter {iter}: reserved bits");
+                assert_eq!(e[ADDR_LO] & 3, 0, "iter {iter}: address alignment");
+            }
+            // The device and the capability act in between.
+            match rng.below(8) {
+                0 => t.set_control(rng.next_u64() as u16),
+                1 => t.set_pending(rng.index(80), rng.one_in(2)),
+                2 => {
+                    let v = rng.index(80);
+                    let deliver = t.trigger(v);
+                    assert_eq!(deliver, v < 70 && t.enabled() && !t.is_masked(v));
+                    assert_eq!(
+                        t.pending(v),
+                        v < 70 && (pending.get(v) == Some(&true) || !deliver)
+                    );
+                }
+                _ => {}
+            }
+            while let Some(v) = t.take_deliverable() {
+                assert!(v < 70 && t.enabled() && !t.is_masked(v) && !t.pending(v));
+                delivered += 1;
+            }
+            // Nothing deliverable is left behind.
+            assert!((0..70).all(|v| !(t.enabled() && t.pending(v) && !t.is_masked(v))));
+        }
+        assert!(
+            table_writes > 1_000 && delivered > 100,
+            "{table_writes} {delivered}"
+        );
     }
 }
