@@ -15,6 +15,14 @@ use super::{EResult, Errno};
 /// Size of conventional PCI configuration space.
 pub(crate) const CFG_SIZE: usize = 256;
 
+/// Size of PCI Express extended configuration space (PCIe 6.x, 7.2.2): the
+/// conventional 256 bytes followed by extended capabilities from 0x100.
+pub(crate) const CFG_EXT_SIZE: usize = 4096;
+
+/// Offset of the first extended capability header (PCIe 6.x, 7.6.3).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const EXT_CAP_START: usize = CFG_SIZE;
+
 /// Offsets and bits of the standard type-0 header (PCI Local Bus 3.0, 6.1).
 /// The table is complete on purpose, whether or not every entry is used yet.
 #[allow(dead_code)]
@@ -52,7 +60,10 @@ pub(crate) mod reg {
         (1 << 8) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 15);
 }
 
-/// Capability IDs and register offsets (PCI Local Bus 3.0, 6.7 and 6.8).
+/// Capability IDs, register offsets and bits (PCI Local Bus 3.0, 6.7 and
+/// 6.8; PCIe 6.x, 7.5.3 and 7.7). The tables are complete on purpose,
+/// whether or not every entry is used yet.
+#[allow(dead_code)]
 pub(crate) mod cap {
     pub(crate) const ID_PM: u8 = 0x01;
     pub(crate) const PM_PMC: usize = 2;
@@ -70,6 +81,95 @@ pub(crate) mod cap {
     pub(crate) const MSI_FLAGS_ENABLE: u16 = 1 << 0;
     pub(crate) const MSI_FLAGS_QSIZE: u16 = 0x70;
     pub(crate) const MSI_FLAGS_64BIT: u16 = 1 << 7;
+    /// Bytes of a 64-bit MSI capability without per-vector masking.
+    pub(crate) const MSI_SIZEOF_64: usize = 14;
+    /// Bytes of a power management capability.
+    pub(crate) const PM_SIZEOF: usize = 8;
+
+    /// Vendor-specific capability (PCI Local Bus 3.0, 6.8): ID, next
+    /// pointer and length byte, then the vendor's data.
+    pub(crate) const ID_VNDR: u8 = 0x09;
+    pub(crate) const VNDR_LEN: usize = 2;
+    /// Bytes of the vendor-specific capability's header.
+    pub(crate) const VNDR_HEADER: usize = 3;
+
+    /// MSI-X capability (PCIe 6.x, 7.7.2).
+    pub(crate) const ID_MSIX: u8 = 0x11;
+    pub(crate) const MSIX_FLAGS: usize = 2;
+    pub(crate) const MSIX_TABLE: usize = 4;
+    pub(crate) const MSIX_PBA: usize = 8;
+    /// Bytes of an MSI-X capability.
+    pub(crate) const MSIX_SIZEOF: usize = 12;
+    /// Message control: Table Size, the number of vectors minus one.
+    pub(crate) const MSIX_FLAGS_QSIZE: u16 = 0x07ff;
+    /// Message control: Function Mask.
+    pub(crate) const MSIX_FLAGS_MASKALL: u16 = 1 << 14;
+    /// Message control: MSI-X Enable.
+    pub(crate) const MSIX_FLAGS_ENABLE: u16 = 1 << 15;
+    /// Table and PBA offset registers: the BAR indicator bits.
+    pub(crate) const MSIX_BIR: u32 = 0x7;
+
+    /// PCI Express capability (PCIe 6.x, 7.5.3).
+    pub(crate) const ID_EXP: u8 = 0x10;
+    pub(crate) const EXP_FLAGS: usize = 0x02;
+    pub(crate) const EXP_DEVCAP: usize = 0x04;
+    pub(crate) const EXP_DEVCTL: usize = 0x08;
+    pub(crate) const EXP_DEVSTA: usize = 0x0a;
+    pub(crate) const EXP_LNKCAP: usize = 0x0c;
+    pub(crate) const EXP_LNKCTL: usize = 0x10;
+    pub(crate) const EXP_LNKSTA: usize = 0x12;
+    pub(crate) const EXP_DEVCAP2: usize = 0x24;
+    pub(crate) const EXP_DEVCTL2: usize = 0x28;
+    pub(crate) const EXP_LNKCAP2: usize = 0x2c;
+    pub(crate) const EXP_LNKCTL2: usize = 0x30;
+    /// Bytes of a version 2 PCI Express capability, slot registers included.
+    pub(crate) const EXP_SIZEOF_V2: usize = 0x3c;
+    /// Capabilities register: version 2, device/port type 0 (endpoint).
+    pub(crate) const EXP_FLAGS_V2_ENDPOINT: u16 = 0x0002;
+    /// Device capabilities: Max_Payload_Size Supported is 0 (128 bytes).
+    pub(crate) const EXP_DEVCAP_PAYLOAD: u32 = 0x7;
+    /// Device capabilities: role-based error reporting, which every function
+    /// since PCIe 1.1 must set.
+    pub(crate) const EXP_DEVCAP_RBER: u32 = 1 << 15;
+    /// Device capabilities: Function Level Reset capable.
+    pub(crate) const EXP_DEVCAP_FLR: u32 = 1 << 28;
+    /// Device control: correctable, non-fatal, fatal and unsupported
+    /// request reporting enables.
+    pub(crate) const EXP_DEVCTL_REPORTING: u16 = 0x000f;
+    pub(crate) const EXP_DEVCTL_RELAX_EN: u16 = 1 << 4;
+    pub(crate) const EXP_DEVCTL_PAYLOAD: u16 = 0x00e0;
+    pub(crate) const EXP_DEVCTL_EXT_TAG: u16 = 1 << 8;
+    pub(crate) const EXP_DEVCTL_PHANTOM: u16 = 1 << 9;
+    pub(crate) const EXP_DEVCTL_AUX_PME: u16 = 1 << 10;
+    pub(crate) const EXP_DEVCTL_NOSNOOP_EN: u16 = 1 << 11;
+    pub(crate) const EXP_DEVCTL_READRQ: u16 = 0x7000;
+    /// Max_Read_Request_Size 512 bytes, the reset value the spec gives.
+    pub(crate) const EXP_DEVCTL_READRQ_512B: u16 = 0x2000;
+    pub(crate) const EXP_DEVCTL_BCR_FLR: u16 = 1 << 15;
+    /// Device status: correctable, non-fatal, fatal and unsupported request
+    /// detected, all write-1-to-clear.
+    pub(crate) const EXP_DEVSTA_ERRORS: u16 = 0x000f;
+    /// Link capabilities: 2.5 GT/s (bit 0 of the supported speeds vector).
+    pub(crate) const EXP_LNKCAP_SLS_2_5GB: u32 = 0x1;
+    /// Link capabilities: maximum width x1.
+    pub(crate) const EXP_LNKCAP_MLW_X1: u32 = 0x1 << 4;
+    /// Link capabilities: ASPM optionality compliance, set by every function
+    /// built to PCIe 3.0 or later.
+    pub(crate) const EXP_LNKCAP_ASPM_OPT: u32 = 1 << 22;
+    pub(crate) const EXP_LNKCTL_ASPMC: u16 = 0x0003;
+    pub(crate) const EXP_LNKCTL_RCB: u16 = 1 << 3;
+    pub(crate) const EXP_LNKCTL_CCC: u16 = 1 << 6;
+    pub(crate) const EXP_LNKCTL_ES: u16 = 1 << 7;
+    /// Link status: current speed 2.5 GT/s.
+    pub(crate) const EXP_LNKSTA_CLS_2_5GB: u16 = 0x1;
+    /// Link status: negotiated width x1.
+    pub(crate) const EXP_LNKSTA_NLW_X1: u16 = 0x1 << 4;
+    /// Link status: slot clock configuration (the platform's reference clock).
+    pub(crate) const EXP_LNKSTA_SLC: u16 = 1 << 12;
+    /// Link capabilities 2: supported link speeds vector, 2.5 GT/s only.
+    pub(crate) const EXP_LNKCAP2_SLS_2_5GB: u32 = 1 << 1;
+    /// Link control 2: target link speed 2.5 GT/s.
+    pub(crate) const EXP_LNKCTL2_TLS_2_5GT: u16 = 0x1;
 }
 
 /// One permission line: which bits of a register the guest may change.
@@ -137,6 +237,67 @@ pub(crate) const HEADER_PERMS: &[Perm] = &[
     },
 ];
 
+/// The permission table of a PCI Express capability at `off` (see
+/// [`ConfigSpace::add_pcie`]). Read-only registers with a reason worth
+/// keeping have a line with no writable bits.
+fn pcie_perms(off: usize) -> [Perm; 6] {
+    [
+        Perm {
+            off: off + cap::EXP_DEVCTL,
+            len: 2,
+            write: (cap::EXP_DEVCTL_REPORTING
+                | cap::EXP_DEVCTL_RELAX_EN
+                | cap::EXP_DEVCTL_PAYLOAD
+                | cap::EXP_DEVCTL_EXT_TAG
+                | cap::EXP_DEVCTL_AUX_PME
+                | cap::EXP_DEVCTL_NOSNOOP_EN
+                | cap::EXP_DEVCTL_READRQ)
+                .into(),
+            rw1c: 0,
+            why: "device control: error reporting, relaxed ordering, payload and read request sizes, extended tags, aux power and no-snoop are the guest's as in vfio-pci; phantom functions are not offered, so the bit reads zero; Initiate FLR reads zero, a one written to it is a reset request the library takes",
+        },
+        Perm {
+            off: off + cap::EXP_DEVSTA,
+            len: 2,
+            write: 0,
+            rw1c: cap::EXP_DEVSTA_ERRORS.into(),
+            why: "device status: error detected bits are write-1-to-clear; aux power and transactions pending report state",
+        },
+        Perm {
+            off: off + cap::EXP_LNKCTL,
+            len: 2,
+            write: (cap::EXP_LNKCTL_ASPMC
+                | cap::EXP_LNKCTL_RCB
+                | cap::EXP_LNKCTL_CCC
+                | cap::EXP_LNKCTL_ES)
+                .into(),
+            rw1c: 0,
+            why: "link control: ASPM control, read completion boundary, common clock and extended synch are plain storage on an emulated link; the rest is reserved or unsupported for an endpoint",
+        },
+        Perm {
+            off: off + cap::EXP_LNKSTA,
+            len: 2,
+            write: 0,
+            rw1c: 0,
+            why: "link status: reports a trained x1 link at 2.5 GT/s; the bandwidth status bits belong to downstream ports",
+        },
+        Perm {
+            off: off + cap::EXP_DEVCTL2,
+            len: 2,
+            write: 0,
+            rw1c: 0,
+            why: "device control 2: device capabilities 2 offers nothing, so every field is hardwired to zero",
+        },
+        Perm {
+            off: off + cap::EXP_LNKCTL2,
+            len: 2,
+            write: 0,
+            rw1c: 0,
+            why: "link control 2: target speed is the only speed; the compliance and margining knobs have no meaning for an emulated link",
+        },
+    ]
+}
+
 /// What a base address register decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bar {
@@ -162,17 +323,37 @@ impl Bar {
 
 /// A configuration space: values and permission bits, byte by byte.
 ///
+/// The arrays hold conventional space only ([`CFG_SIZE`] bytes). A PCI
+/// Express function's extended space ([`ConfigSpace::size`] is then
+/// [`CFG_EXT_SIZE`]) has no extended capability yet, so it reads zero (an
+/// empty extended capability list) and ignores writes, and needs no storage:
+/// the value stays under 1 KiB, cheap to clone for the reset copy and safe on
+/// the kernel stack. A builder of extended capabilities will need storage
+/// for the bytes it uses.
+///
 /// # Invariants
 ///
 /// `write[i] & rw1c[i] == 0` for every byte: a bit is either stored or
-/// cleared by writes, never both.
+/// cleared by writes, never both. `size` is [`CFG_SIZE`] or [`CFG_EXT_SIZE`].
 #[derive(Clone)]
 pub(crate) struct ConfigSpace {
     val: [u8; CFG_SIZE],
     write: [u8; CFG_SIZE],
     rw1c: [u8; CFG_SIZE],
+    /// Bytes the guest can reach: [`CFG_SIZE`] or [`CFG_EXT_SIZE`].
+    size: usize,
     /// Offset of the power management capability, 0 if there is none.
     pm: usize,
+    /// Offset of the PCI Express capability, 0 if there is none.
+    pcie: usize,
+    /// Offset of the MSI-X capability, 0 if there is none.
+    msix: usize,
+    /// Whether a guest write asked for a Function Level Reset that the
+    /// library has not yet taken (see [`ConfigSpace::take_flr_request`]).
+    flr: bool,
+    /// Bytes of conventional space the header and the capabilities occupy,
+    /// one bit per byte, so that a builder refuses to overlap them.
+    used: [u64; CFG_SIZE / 64],
 }
 
 impl ConfigSpace {
@@ -182,8 +363,32 @@ impl ConfigSpace {
             val: [0; CFG_SIZE],
             write: [0; CFG_SIZE],
             rw1c: [0; CFG_SIZE],
+            size: CFG_SIZE,
             pm: 0,
+            pcie: 0,
+            msix: 0,
+            flr: false,
+            // The type-0 header takes the first 64 bytes.
+            used: [u64::MAX, 0, 0, 0],
         }
+    }
+
+    /// The number of bytes of configuration space the guest can reach:
+    /// [`CFG_SIZE`], or [`CFG_EXT_SIZE`] for a PCI Express function.
+    /// Offered to the kernel glue, which does not use it yet.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Makes the space 4096 bytes long, as every PCI Express function's is
+    /// (builder use; the PCI Express capability builder calls it). With no
+    /// extended capability added, the header at 0x100 stays all zero, which
+    /// says "no extended capabilities" (PCIe 6.x, 7.6.3); the rest of
+    /// extended space reads zero and is read-only.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn set_extended(&mut self) {
+        self.size = CFG_EXT_SIZE;
     }
 
     /// Sets the reset value of a `len`-byte register (builder use).
@@ -248,6 +453,38 @@ impl ConfigSpace {
         });
     }
 
+    /// Whether byte `i` of conventional space is taken (out of range counts
+    /// as taken).
+    fn is_used(&self, i: usize) -> bool {
+        match self.used.get(i / 64) {
+            Some(w) => w & (1 << (i % 64)) != 0,
+            None => true,
+        }
+    }
+
+    /// Marks `len` bytes at `off` as taken, as far as they lie in
+    /// conventional space.
+    fn mark_used(&mut self, off: usize, len: usize) {
+        for i in off..off.saturating_add(len).min(CFG_SIZE) {
+            if let Some(w) = self.used.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+
+    /// Takes `len` bytes at `off` for a new capability: fails with `EINVAL`,
+    /// changing nothing, unless the capability starts dword aligned after
+    /// the header, ends inside conventional space and overlaps nothing
+    /// taken before.
+    fn claim(&mut self, off: usize, len: usize) -> EResult {
+        let end = off.checked_add(len).ok_or(Errno::Inval)?;
+        if off < 0x40 || off & 3 != 0 || end > CFG_SIZE || (off..end).any(|i| self.is_used(i)) {
+            return Err(Errno::Inval);
+        }
+        self.mark_used(off, len);
+        Ok(())
+    }
+
     /// Links a capability with ID `id` at `off` into the capability list
     /// (at its head) and sets the status bit that announces the list.
     fn link_cap(&mut self, off: usize, id: u8) {
@@ -265,6 +502,7 @@ impl ConfigSpace {
     /// is writable but dword aligned, the data writable.
     pub(crate) fn add_msi(&mut self, off: usize, vectors: u32) {
         let mmc = vectors.clamp(1, 32).trailing_zeros();
+        self.mark_used(off, cap::MSI_SIZEOF_64);
         self.link_cap(off, cap::ID_MSI);
         self.set(
             off + cap::MSI_FLAGS,
@@ -311,6 +549,7 @@ impl ConfigSpace {
     /// a write asking for a state the capability does not offer (D1, D2)
     /// is discarded, as the PCI PM spec requires.
     pub(crate) fn add_pm(&mut self, off: usize) {
+        self.mark_used(off, cap::PM_SIZEOF);
         self.link_cap(off, cap::ID_PM);
         self.set(off + cap::PM_PMC, 2, cap::PM_PMC_VERSION_1_2.into());
         self.set(off + cap::PM_CTRL, 2, cap::PM_CTRL_NO_SOFT_RESET.into());
@@ -322,6 +561,151 @@ impl ConfigSpace {
             why: "PM control: the power state is the guest's; without PME, PME enable and status read zero",
         });
         self.pm = off;
+    }
+
+    /// Adds a version 2 PCI Express capability for an endpoint at `off`
+    /// (0x3c bytes) and makes configuration space 4096 bytes long, as a
+    /// PCI Express function's is (see [`ConfigSpace::set_extended`]).
+    ///
+    /// The function is Function Level Reset capable: a write that sets
+    /// Initiate FLR is recorded for [`ConfigSpace::take_flr_request`], and
+    /// the bit itself always reads zero. The link is a fixed x1 link at
+    /// 2.5 GT/s without ASPM, and none of the optional features of the
+    /// second set of registers is offered.
+    ///
+    /// Fails with `EINVAL`, changing nothing, if the capability is not
+    /// dword aligned at or after 0x40, does not fit in conventional space
+    /// or overlaps another capability.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn add_pcie(&mut self, off: usize) -> EResult {
+        self.claim(off, cap::EXP_SIZEOF_V2)?;
+        self.link_cap(off, cap::ID_EXP);
+        self.set(off + cap::EXP_FLAGS, 2, cap::EXP_FLAGS_V2_ENDPOINT.into());
+        self.set(
+            off + cap::EXP_DEVCAP,
+            4,
+            cap::EXP_DEVCAP_RBER | cap::EXP_DEVCAP_FLR,
+        );
+        self.set(
+            off + cap::EXP_DEVCTL,
+            2,
+            (cap::EXP_DEVCTL_RELAX_EN | cap::EXP_DEVCTL_NOSNOOP_EN | cap::EXP_DEVCTL_READRQ_512B)
+                .into(),
+        );
+        self.set(
+            off + cap::EXP_LNKCAP,
+            4,
+            cap::EXP_LNKCAP_SLS_2_5GB | cap::EXP_LNKCAP_MLW_X1 | cap::EXP_LNKCAP_ASPM_OPT,
+        );
+        self.set(
+            off + cap::EXP_LNKSTA,
+            2,
+            (cap::EXP_LNKSTA_CLS_2_5GB | cap::EXP_LNKSTA_NLW_X1 | cap::EXP_LNKSTA_SLC).into(),
+        );
+        self.set(off + cap::EXP_LNKCAP2, 4, cap::EXP_LNKCAP2_SLS_2_5GB);
+        self.set(off + cap::EXP_LNKCTL2, 2, cap::EXP_LNKCTL2_TLS_2_5GT.into());
+        for p in pcie_perms(off) {
+            self.apply(&p);
+        }
+        self.pcie = off;
+        self.set_extended();
+        Ok(())
+    }
+
+    /// Adds an MSI-X capability at `off` for `vectors` vectors (1-2048)
+    /// whose table lies at `table_offset` of BAR `table_bar` and whose
+    /// pending bit array lies at `pba_offset` of BAR `pba_bar`. MSI-X Enable
+    /// and Function Mask are the guest's; the table size and both location
+    /// registers are read-only. The table and PBA themselves are modelled
+    /// by [`super::msix::MsixTable`], which the library keeps in step with
+    /// [`ConfigSpace::msix_control`].
+    ///
+    /// Fails with `EINVAL`, changing nothing, if `vectors` is out of range,
+    /// a BAR index is above 5, an offset is not qword aligned, the table and
+    /// PBA overlap in one BAR, or the capability is not dword aligned at or
+    /// after 0x40, does not fit in conventional space or overlaps another.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn add_msix(
+        &mut self,
+        off: usize,
+        vectors: u16,
+        table_bar: u8,
+        table_offset: u32,
+        pba_bar: u8,
+        pba_offset: u32,
+    ) -> EResult {
+        let n = u64::from(vectors);
+        if !(1..=2048).contains(&n)
+            || table_bar > 5
+            || pba_bar > 5
+            || table_offset & 7 != 0
+            || pba_offset & 7 != 0
+        {
+            return Err(Errno::Inval);
+        }
+        let (table, pba) = (u64::from(table_offset), u64::from(pba_offset));
+        let (table_end, pba_end) = (table + 16 * n, pba + 8 * n.div_ceil(64));
+        if table_bar == pba_bar && table < pba_end && pba < table_end {
+            return Err(Errno::Inval);
+        }
+        self.claim(off, cap::MSIX_SIZEOF)?;
+        self.link_cap(off, cap::ID_MSIX);
+        self.set(off + cap::MSIX_FLAGS, 2, u32::from(vectors - 1));
+        self.set(
+            off + cap::MSIX_TABLE,
+            4,
+            table_offset | u32::from(table_bar),
+        );
+        self.set(off + cap::MSIX_PBA, 4, pba_offset | u32::from(pba_bar));
+        self.apply(&Perm {
+            off: off + cap::MSIX_FLAGS,
+            len: 2,
+            write: u32::from(cap::MSIX_FLAGS_ENABLE | cap::MSIX_FLAGS_MASKALL),
+            rw1c: 0,
+            why: "MSI-X control: enable and function mask are the guest's; the table size is fixed",
+        });
+        self.msix = off;
+        Ok(())
+    }
+
+    /// Adds a vendor-specific capability at `off` carrying `data`: the
+    /// length byte counts the three header bytes and the data, and every
+    /// byte is read-only (the vendor defines the contents, not their
+    /// writability; a device wanting writable bytes applies its own lines).
+    ///
+    /// Fails with `EINVAL`, changing nothing, if the capability is not
+    /// dword aligned at or after 0x40, does not fit in conventional space
+    /// or overlaps another capability.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn add_vendor(&mut self, off: usize, data: &[u8]) -> EResult {
+        let len = data
+            .len()
+            .checked_add(cap::VNDR_HEADER)
+            .ok_or(Errno::Inval)?;
+        let len_byte = u8::try_from(len).map_err(|_| Errno::Inval)?;
+        self.claim(off, len)?;
+        self.link_cap(off, cap::ID_VNDR);
+        self.set(off + cap::VNDR_LEN, 1, len_byte.into());
+        for (i, &b) in data.iter().enumerate() {
+            self.set(off + cap::VNDR_HEADER + i, 1, b.into());
+        }
+        Ok(())
+    }
+
+    /// The MSI-X capability's Message Control register, if there is an
+    /// MSI-X capability; the library passes it to
+    /// [`super::msix::MsixTable::set_control`] after every write.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn msix_control(&self) -> Option<u16> {
+        (self.msix != 0).then(|| self.u16_at(self.msix + cap::MSIX_FLAGS))
+    }
+
+    /// Whether a guest write asked for a Function Level Reset since the last
+    /// call, clearing the request. The library calls it after every write
+    /// and resets the function when it returns `true`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn take_flr_request(&mut self) -> bool {
+        core::mem::take(&mut self.flr)
     }
 
     /// The power state (0 for D0 to 3 for D3hot), if there is a power
@@ -349,30 +733,61 @@ impl ConfigSpace {
         n
     }
 
+    /// The byte range `off..off + len`, if it lies inside the first
+    /// [`ConfigSpace::size`] bytes.
+    fn range(&self, off: usize, len: usize) -> EResult<core::ops::Range<usize>> {
+        let end = off.checked_add(len).ok_or(Errno::Inval)?;
+        if end > self.size {
+            return Err(Errno::Inval);
+        }
+        Ok(off..end)
+    }
+
     /// Reads `out.len()` bytes at `off`.
     ///
-    /// Fails with `EINVAL` if any byte lies outside configuration space.
+    /// Fails with `EINVAL` if any byte lies outside configuration space
+    /// (past [`ConfigSpace::size`]).
     pub(crate) fn read(&self, off: usize, out: &mut [u8]) -> EResult {
-        let end = off.checked_add(out.len()).ok_or(Errno::Inval)?;
-        let src = self.val.get(off..end).ok_or(Errno::Inval)?;
-        out.copy_from_slice(src);
+        let r = self.range(off, out.len())?;
+        // Stored bytes first; extended space past them reads zero.
+        let stored = r.start.min(CFG_SIZE)..r.end.min(CFG_SIZE);
+        let n = stored.len();
+        let (head, tail) = out.split_at_mut(n);
+        head.copy_from_slice(self.val.get(stored).ok_or(Errno::Inval)?);
+        tail.fill(0);
         Ok(())
     }
 
     /// Writes `data` at `off`, honouring every byte's permissions.
     ///
     /// Fails with `EINVAL`, changing nothing, if any byte lies outside
-    /// configuration space.
+    /// configuration space (past [`ConfigSpace::size`]).
     pub(crate) fn write(&mut self, off: usize, data: &[u8]) -> EResult {
-        let end = off.checked_add(data.len()).ok_or(Errno::Inval)?;
-        if end > CFG_SIZE {
-            return Err(Errno::Inval);
-        }
+        let r = self.range(off, data.len())?;
+        // Extended space holds nothing writable: only the stored bytes take
+        // the write (the zip below stops at the shorter side).
+        let r = r.start.min(CFG_SIZE)..r.end.min(CFG_SIZE);
         let state = self.power_state();
-        for (i, &d) in data.iter().enumerate() {
-            let o = off + i;
-            let (w, c) = (self.write[o], self.rw1c[o]);
-            self.val[o] = ((self.val[o] & !w) | (d & w)) & !(d & c);
+        let (Some(val), Some(write), Some(rw1c)) = (
+            self.val.get_mut(r.clone()),
+            self.write.get(r.clone()),
+            self.rw1c.get(r),
+        ) else {
+            return Err(Errno::Inval);
+        };
+        for (((v, &w), &c), &d) in val.iter_mut().zip(write).zip(rw1c).zip(data) {
+            *v = ((*v & !w) | (d & w)) & !(d & c);
+        }
+        // Initiate FLR is not stored (it reads zero); a one written to it is
+        // a request for the library.
+        if self.pcie != 0 {
+            let flr_byte = self.pcie + cap::EXP_DEVCTL + 1;
+            let flr_bit = (cap::EXP_DEVCTL_BCR_FLR >> 8) as u8;
+            if let Some(d) = flr_byte.checked_sub(off).and_then(|i| data.get(i)) {
+                if d & flr_bit != 0 {
+                    self.flr = true;
+                }
+            }
         }
         // A power state the capability does not offer: the write completes
         // and the state stays.
@@ -428,7 +843,11 @@ impl ConfigSpace {
     /// A little-endian 16-bit register.
     pub(crate) fn u16_at(&self, off: usize) -> u16 {
         let lo = self.val.get(off).copied().unwrap_or(0);
-        let hi = self.val.get(off + 1).copied().unwrap_or(0);
+        let hi = off
+            .checked_add(1)
+            .and_then(|o| self.val.get(o))
+            .copied()
+            .unwrap_or(0);
         u16::from_le_bytes([lo, hi])
     }
 
@@ -448,6 +867,7 @@ impl ConfigSpace {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testrng::Rng;
     use super::*;
 
     fn serial_like() -> ConfigSpace {
@@ -645,12 +1065,419 @@ mod tests {
     }
 
     #[test]
+    fn conventional_space_ends_at_256() {
+        let mut c = serial_like();
+        assert_eq!(c.size(), CFG_SIZE);
+        let mut b = [0u8; 4];
+        assert_eq!(c.read(EXT_CAP_START, &mut b), Err(Errno::Inval));
+        assert_eq!(c.write(EXT_CAP_START, &[0xff]), Err(Errno::Inval));
+        assert_eq!(c.read(0xfc, &mut b), Ok(()));
+    }
+
+    #[test]
+    fn extended_space_is_4096_bytes_with_an_empty_capability_list() {
+        let mut c = serial_like();
+        c.set_extended();
+        assert_eq!(c.size(), CFG_EXT_SIZE);
+        // A zero header at 0x100 means no extended capabilities.
+        assert_eq!(rd32(&c, EXT_CAP_START), 0);
+        assert_eq!(rd32(&c, CFG_EXT_SIZE - 4), 0);
+        // Extended space is read-only when no capability opens it.
+        wr32(&mut c, EXT_CAP_START, 0xffff_ffff);
+        wr32(&mut c, 0x800, 0xffff_ffff);
+        assert_eq!(rd32(&c, EXT_CAP_START), 0);
+        assert_eq!(rd32(&c, 0x800), 0);
+        // Conventional space behaves as before.
+        wr32(&mut c, reg::BAR0, 0xffff_ffff);
+        assert_eq!(rd32(&c, reg::BAR0), 0xffff_fff9);
+        // Accesses crossing or past the end fail and change nothing.
+        let before = c.val;
+        let mut b = [0u8; 4];
+        assert_eq!(c.read(CFG_EXT_SIZE - 2, &mut b), Err(Errno::Inval));
+        assert_eq!(c.read(CFG_EXT_SIZE, &mut b[..1]), Err(Errno::Inval));
+        assert_eq!(c.write(CFG_EXT_SIZE - 1, &[1, 2]), Err(Errno::Inval));
+        assert_eq!(c.write(usize::MAX, &[1]), Err(Errno::Inval));
+        assert_eq!(c.val, before);
+        assert_eq!(c.read(CFG_EXT_SIZE - 1, &mut b[..1]), Ok(()));
+        // Zero-length accesses are fine up to the end, not past it.
+        assert_eq!(c.read(CFG_EXT_SIZE, &mut []), Ok(()));
+        assert_eq!(c.write(CFG_EXT_SIZE + 1, &[]), Err(Errno::Inval));
+    }
+
+    #[test]
+    fn pcie_capability_describes_an_x1_endpoint() {
+        let mut c = serial_like();
+        c.add_pm(0x40);
+        c.add_pcie(0x60).unwrap();
+        assert_eq!(c.size(), CFG_EXT_SIZE);
+        let mut caps = [(0, 0); 4];
+        let n = c.caps(&mut caps);
+        assert_eq!(&caps[..n], &[(0x60, cap::ID_EXP), (0x40, cap::ID_PM)]);
+        assert_eq!(c.u16_at(0x62), 0x0002, "version 2, endpoint");
+        let devcap = rd32(&c, 0x64);
+        assert_eq!(devcap & cap::EXP_DEVCAP_PAYLOAD, 0, "128-byte payload");
+        assert_ne!(devcap & cap::EXP_DEVCAP_FLR, 0);
+        assert_eq!(c.u16_at(0x68), 0x2810, "reset device control");
+        assert_eq!(rd32(&c, 0x6c) & 0x3ff, 0x11, "x1 at 2.5 GT/s");
+        assert_eq!(c.u16_at(0x72) & 0x3ff, 0x11, "trained x1 at 2.5 GT/s");
+        assert_eq!(rd32(&c, 0x8c), 0x2, "supported speeds: 2.5 GT/s");
+        // Every register but the control ones is read-only.
+        for o in (0x60..0x9c).step_by(4) {
+            let before = rd32(&c, o);
+            wr32(&mut c, o, 0xffff_ffff);
+            wr32(&mut c, o, 0);
+            let after = rd32(&c, o);
+            match o {
+                0x68 => assert_eq!(after, 0),
+                0x70 => assert_eq!(after, before & !0xcb),
+                _ => assert_eq!(after, before, "offset {o:#x}"),
+            }
+        }
+        assert_eq!(rd32(&c, EXT_CAP_START), 0, "no extended capabilities");
+    }
+
+    #[test]
+    fn pcie_device_control_takes_defined_bits_and_flr_reads_zero() {
+        let mut c = serial_like();
+        c.add_pcie(0x60).unwrap();
+        assert!(!c.take_flr_request());
+        // Everything but phantom functions and Initiate FLR sticks.
+        c.write(0x68, &0x7fffu16.to_le_bytes()).unwrap();
+        assert_eq!(c.u16_at(0x68), 0x7dff);
+        assert!(!c.take_flr_request(), "no FLR without bit 15");
+        // Initiate FLR reads zero and is reported once.
+        c.write(0x68, &0xffffu16.to_le_bytes()).unwrap();
+        assert_eq!(c.u16_at(0x68), 0x7dff);
+        assert!(c.take_flr_request());
+        assert!(!c.take_flr_request());
+        // Also through a byte write or a dword write that covers it.
+        c.write(0x69, &[0x80]).unwrap();
+        assert!(c.take_flr_request());
+        wr32(&mut c, 0x68, 0x8000);
+        assert!(c.take_flr_request());
+        assert_eq!(c.u16_at(0x68), 0);
+        // A write next to the register does not request one.
+        c.write(0x6a, &[0xff, 0xff]).unwrap();
+        c.write(0x67, &[0xff]).unwrap();
+        assert!(!c.take_flr_request());
+        // A failed write does not either.
+        assert_eq!(c.write(0x69, &[0x80; 4096]), Err(Errno::Inval));
+        assert!(!c.take_flr_request());
+    }
+
+    #[test]
+    fn pcie_device_status_errors_are_rw1c() {
+        let mut c = serial_like();
+        c.add_pcie(0x60).unwrap();
+        c.set(0x6a, 2, 0x3f);
+        c.write(0x6a, &[0, 0]).unwrap();
+        assert_eq!(c.u16_at(0x6a), 0x3f);
+        c.write(0x6a, &[0x05, 0]).unwrap();
+        assert_eq!(c.u16_at(0x6a), 0x3a);
+        c.write(0x6a, &[0xff, 0xff]).unwrap();
+        assert_eq!(c.u16_at(0x6a), 0x30, "aux power and pending stay");
+    }
+
+    #[test]
+    fn msix_capability_points_at_the_table_and_pba() {
+        let mut c = serial_like();
+        assert_eq!(c.msix_control(), None);
+        c.add_msix(0x40, 8, 1, 0x800, 1, 0xc00).unwrap();
+        let mut caps = [(0, 0); 4];
+        let n = c.caps(&mut caps);
+        assert_eq!(&caps[..n], &[(0x40, cap::ID_MSIX)]);
+        assert_eq!(c.msix_control(), Some(7));
+        assert_eq!(rd32(&c, 0x44), 0x801);
+        assert_eq!(rd32(&c, 0x48), 0xc01);
+        // Only enable and function mask stick.
+        c.write(0x42, &0xffffu16.to_le_bytes()).unwrap();
+        assert_eq!(c.msix_control(), Some(0xc007));
+        c.write(0x43, &[0x80]).unwrap();
+        assert_eq!(c.msix_control(), Some(0x8007));
+        wr32(&mut c, 0x44, 0);
+        wr32(&mut c, 0x48, 0xffff_ffff);
+        assert_eq!((rd32(&c, 0x44), rd32(&c, 0x48)), (0x801, 0xc01));
+        assert_eq!(rd32(&c, 0x4c), 0, "nothing past the capability");
+    }
+
+    #[test]
+    fn msix_capability_rejects_impossible_layouts() {
+        let mut c = serial_like();
+        let before = c.val;
+        for (vectors, tbar, toff, pbar, poff) in [
+            (0, 0, 0, 0, 0x800),
+            (2049, 0, 0, 0, 0x10000),
+            (1, 6, 0, 0, 0x800),
+            (1, 0, 0, 7, 0x800),
+            (1, 0, 4, 0, 0x800),
+            (1, 0, 0, 0, 0x804),
+            (8, 2, 0, 2, 0x78),
+            (8, 2, 0x100, 2, 0x178),
+        ] {
+            assert_eq!(
+                c.add_msix(0x40, vectors, tbar, toff, pbar, poff),
+                Err(Errno::Inval),
+                "{vectors} {tbar} {toff:#x} {pbar} {poff:#x}"
+            );
+        }
+        assert_eq!(c.val, before);
+        // Back to back in one BAR, or at the same offset of two BARs, is fine.
+        assert_eq!(c.add_msix(0x40, 8, 2, 0, 2, 0x80), Ok(()));
+        assert_eq!(
+            c.add_msix(0x44, 8, 2, 0, 3, 0),
+            Err(Errno::Inval),
+            "overlap"
+        );
+        assert_eq!(c.add_msix(0x4c, 2048, 2, 0, 3, 0), Ok(()));
+        assert_eq!(c.u16_at(0x4e), 0x7ff);
+    }
+
+    #[test]
+    fn vendor_capability_is_read_only_data() {
+        let mut c = serial_like();
+        c.add_msi(0x40, 1);
+        c.add_vendor(0x50, b"rmdev").unwrap();
+        let mut caps = [(0, 0); 4];
+        let n = c.caps(&mut caps);
+        assert_eq!(&caps[..n], &[(0x50, cap::ID_VNDR), (0x40, cap::ID_MSI)]);
+        let mut b = [0u8; 8];
+        c.read(0x50, &mut b).unwrap();
+        assert_eq!(&b, &[0x09, 0x40, 8, b'r', b'm', b'd', b'e', b'v']);
+        c.write(0x50, &[0xff; 8]).unwrap();
+        let mut after = [0u8; 8];
+        c.read(0x50, &mut after).unwrap();
+        assert_eq!(after, b);
+        // An empty one is just the header; the largest fills the space.
+        c.add_vendor(0x58, &[]).unwrap();
+        assert_eq!(c.u16_at(0x5a), 3);
+        c.add_vendor(0x5c, &[0xa5; 0xa1]).unwrap();
+        assert_eq!(c.val[0x5e], 0xa4);
+        assert_eq!(c.val[0xff], 0xa5);
+        assert_eq!(c.caps(&mut caps), 4);
+    }
+
+    #[test]
+    fn vendor_capability_must_fit_and_not_overlap() {
+        let mut c = serial_like();
+        c.add_pm(0x40);
+        let before = c.val;
+        for (off, len) in [
+            (0x44, 1),
+            (0x3c, 1),
+            (0x4a, 1),
+            (0xfc, 2),
+            (0x48, 0xb6),
+            (0x48, 300),
+            (usize::MAX - 3, 1),
+        ] {
+            assert_eq!(c.add_vendor(off, &[0; 300][..len]), Err(Errno::Inval));
+        }
+        assert_eq!(c.val, before);
+        assert_eq!(c.add_vendor(0xfc, &[1]), Ok(()));
+        assert_eq!(c.add_vendor(0x48, &[0; 0xb1]), Ok(()), "0x48 to 0xfc");
+    }
+
+    /// A device with the capabilities whose bits are set in `mask` (MSI,
+    /// PM, PCI Express, MSI-X, vendor-specific), and the list it expects,
+    /// head first.
+    fn with_caps(mask: u32) -> (ConfigSpace, [(usize, u8); 5], usize) {
+        let mut c = serial_like();
+        let mut want = [(0, 0); 5];
+        let mut n = 0;
+        let mut push = |off, id| {
+            want[n] = (off, id);
+            n += 1;
+        };
+        if mask & 1 != 0 {
+            c.add_msi(0x40, 1);
+            push(0x40, cap::ID_MSI);
+        }
+        if mask & 2 != 0 {
+            c.add_pm(0x50);
+            push(0x50, cap::ID_PM);
+        }
+        if mask & 4 != 0 {
+            c.add_pcie(0x60).unwrap();
+            push(0x60, cap::ID_EXP);
+        }
+        if mask & 8 != 0 {
+            c.add_msix(0xa0, 4, 1, 0, 1, 0x800).unwrap();
+            push(0xa0, cap::ID_MSIX);
+        }
+        if mask & 16 != 0 {
+            c.add_vendor(0xb0, b"rmdev").unwrap();
+            push(0xb0, cap::ID_VNDR);
+        }
+        want[..n].reverse();
+        (c, want, n)
+    }
+
+    #[test]
+    fn the_list_holds_exactly_the_capabilities_added() {
+        for mask in 0..32 {
+            let (c, want, n) = with_caps(mask);
+            let mut caps = [(0, 0); 8];
+            assert_eq!(c.caps(&mut caps), n, "mask {mask:#x}");
+            assert_eq!(&caps[..n], &want[..n], "mask {mask:#x}");
+            let listed = c.u16_at(reg::STATUS) & reg::STATUS_CAP_LIST != 0;
+            assert_eq!(listed, n > 0, "mask {mask:#x}");
+            let express = mask & 4 != 0;
+            let size = if express { CFG_EXT_SIZE } else { CFG_SIZE };
+            assert_eq!(c.size(), size, "mask {mask:#x}");
+            assert_eq!(c.msix_control().is_some(), mask & 8 != 0);
+            assert_eq!(c.power_state().is_some(), mask & 2 != 0);
+            if express {
+                // An empty extended capability list: a zero header at 0x100.
+                let mut h = [0xffu8; 4];
+                c.read(EXT_CAP_START, &mut h).unwrap();
+                assert_eq!(h, [0; 4], "mask {mask:#x}");
+            }
+        }
+    }
+
+    /// A random access offset: mostly in conventional space, where the
+    /// registers are, or elsewhere near the space; sometimes anywhere.
+    fn random_offset(rng: &mut Rng, size: usize) -> usize {
+        match rng.below(16) {
+            0 => usize::MAX - rng.index(16),
+            1 => rng.next_u64() as usize,
+            2 => size - rng.index(8),
+            3..=5 => rng.index(size + 16),
+            _ => rng.index(CFG_SIZE),
+        }
+    }
+
+    /// A random access length: mostly register sized, sometimes long.
+    fn random_len(rng: &mut Rng) -> usize {
+        match rng.below(16) {
+            0 => rng.index(CFG_EXT_SIZE + 16),
+            1 => 0,
+            2..=4 => rng.index(300),
+            _ => [1, 2, 4][rng.index(3)],
+        }
+    }
+
+    #[test]
+    fn random_accesses_keep_every_invariant() {
+        let (mut c, want, n) = with_caps(31);
+        let want = &want[..n];
+        let size = c.size();
+        let ids = (rd32(&c, 0), rd32(&c, 8));
+        let (write, rw1c) = (c.write, c.rw1c);
+        let flr = (0x60 + cap::EXP_DEVCTL + 1, 0x80u8);
+        let mut rng = Rng::new(0x5eed_c0f1);
+        let mut buf = [0u8; CFG_EXT_SIZE + 16];
+        let (mut ok_writes, mut rw1c_clears) = (0, 0);
+        for iter in 0..20_000 {
+            // The device raises error bits now and then, so RW1C bits have
+            // ones to clear.
+            if rng.one_in(8) {
+                c.set_status_bits(reg::STATUS_RW1C, true);
+                c.set(0x60 + cap::EXP_DEVSTA, 2, cap::EXP_DEVSTA_ERRORS.into());
+            }
+            let off = random_offset(&mut rng, size);
+            let len = random_len(&mut rng);
+            let in_range = off.checked_add(len).is_some_and(|e| e <= size);
+            let data = &mut buf[..len];
+            rng.fill(data);
+            if rng.one_in(2) {
+                let r = c.read(off, data);
+                assert_eq!(r.is_ok(), in_range, "iter {iter}: read {off:#x}+{len}");
+                if in_range {
+                    for (i, &b) in data.iter().enumerate() {
+                        let want = c.val.get(off + i).copied().unwrap_or(0);
+                        assert_eq!(b, want, "iter {iter}: byte {:#x}", off + i);
+                    }
+                }
+                continue;
+            }
+            let before = c.val;
+            let r = c.write(off, data);
+            assert_eq!(r.is_ok(), in_range, "iter {iter}: write {off:#x}+{len}");
+            let asked_flr =
+                in_range && (off..off + len).contains(&flr.0) && data[flr.0 - off] & flr.1 != 0;
+            assert_eq!(c.take_flr_request(), asked_flr, "iter {iter}");
+            if !in_range {
+                assert_eq!(c.val, before, "iter {iter}: failed write changed");
+                continue;
+            }
+            ok_writes += 1;
+            for i in 0..CFG_SIZE {
+                let changed = c.val[i] ^ before[i];
+                let ro = !write[i] & !rw1c[i];
+                assert_eq!(changed & ro, 0, "iter {iter}: read-only bits of {i:#x}");
+                assert_eq!(c.val[i] & !before[i] & rw1c[i], 0, "iter {iter}: RW1C set");
+                if changed & rw1c[i] != 0 {
+                    rw1c_clears += 1;
+                }
+                if !(off..off + len).contains(&i) {
+                    assert_eq!(changed, 0, "iter {iter}: byte {i:#x} outside the write");
+                }
+            }
+            assert_eq!((rd32(&c, 0), rd32(&c, 8)), ids, "iter {iter}: IDs");
+            assert_eq!((c.write, c.rw1c), (write, rw1c), "permissions moved");
+            let mut caps = [(0, 0); 8];
+            let m = c.caps(&mut caps);
+            assert_eq!(&caps[..m], want, "iter {iter}: capability list");
+            for &(p, _) in &caps[..m] {
+                assert!(p >= 0x40 && p % 4 == 0);
+            }
+            let mut h = [0xffu8; 4];
+            if size > CFG_SIZE {
+                c.read(EXT_CAP_START, &mut h).unwrap();
+                assert_eq!(h, [0; 4], "iter {iter}: extended list stays empty");
+            }
+            assert_eq!(c.size(), size);
+            assert!(matches!(c.power_state(), Some(0 | 3)));
+        }
+        // The run exercised what it checks.
+        assert!(
+            ok_writes > 5_000 && rw1c_clears > 100,
+            "{ok_writes} {rw1c_clears}"
+        );
+    }
+
+    #[test]
+    fn random_accesses_to_conventional_space_stop_at_256() {
+        let (mut c, _, _) = with_caps(1 | 2 | 8 | 16);
+        let mut rng = Rng::new(42);
+        let mut buf = [0u8; CFG_EXT_SIZE + 16];
+        for _ in 0..5_000 {
+            let off = random_offset(&mut rng, CFG_SIZE);
+            let len = random_len(&mut rng);
+            let in_range = off.checked_add(len).is_some_and(|e| e <= CFG_SIZE);
+            let before = c.val;
+            assert_eq!(c.write(off, &buf[..len]).is_ok(), in_range);
+            assert_eq!(c.read(off, &mut buf[..len]).is_ok(), in_range);
+            assert!(c.val[CFG_SIZE..] == before[CFG_SIZE..]);
+        }
+    }
+
+    #[test]
+    fn capabilities_must_fit_and_not_overlap() {
+        let mut c = serial_like();
+        c.add_msi(0x40, 1);
+        let before = (c.val, c.size());
+        for off in [0x00, 0x3c, 0x40, 0x4c, 0x62, 0xc8, 0xfc, usize::MAX] {
+            assert_eq!(c.add_pcie(off), Err(Errno::Inval), "offset {off:#x}");
+        }
+        assert_eq!((c.val, c.size()), before);
+        // Right after the MSI capability, and at the very end, it fits.
+        assert_eq!(c.add_pcie(0x50), Ok(()));
+        let mut c = serial_like();
+        assert_eq!(c.add_pcie(0xc4), Ok(()));
+    }
+
+    #[test]
     fn permission_lines_never_mix_stored_and_rw1c_bits() {
-        let c = serial_like();
+        let mut c = serial_like();
+        c.add_msi(0x40, 1);
+        c.add_pm(0x50);
+        c.add_pcie(0x60).unwrap();
         for i in 0..CFG_SIZE {
             assert_eq!(c.write[i] & c.rw1c[i], 0, "byte {i:#x}");
         }
-        for p in HEADER_PERMS {
+        for p in HEADER_PERMS.iter().chain(&pcie_perms(0x60)) {
             assert!(!p.why.is_empty());
         }
     }

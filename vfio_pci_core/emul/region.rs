@@ -54,6 +54,7 @@ pub(crate) fn decode(
 
 #[cfg(test)]
 mod tests {
+    use super::super::testrng::Rng;
     use super::*;
 
     fn sizes(i: u32) -> Option<u64> {
@@ -116,5 +117,54 @@ mod tests {
             Err(Errno::Inval),
             "max offset"
         );
+    }
+
+    #[test]
+    fn random_positions_and_counts_never_overrun() {
+        let mut rng = Rng::new(0x7265_6769_6f6e);
+        let (mut hits, mut wraps) = (0, 0);
+        for iter in 0..100_000 {
+            let index = match rng.below(4) {
+                0 => rng.next_u64() >> OFFSET_SHIFT,
+                _ => rng.below(10),
+            };
+            let offset = match rng.below(4) {
+                0 => rng.next_u64() & ((1 << OFFSET_SHIFT) - 1),
+                1 => (1 << OFFSET_SHIFT) - 1 - rng.below(16),
+                _ => rng.below(300),
+            };
+            let pos = match rng.below(16) {
+                0 => rng.next_u64() as i64,
+                1 => i64::MAX - rng.below(16) as i64,
+                _ => (index << OFFSET_SHIFT | offset) as i64,
+            };
+            let count = match rng.below(8) {
+                0 => rng.next_u64() as usize,
+                1 => usize::MAX - rng.index(16),
+                _ => rng.index(300),
+            };
+            let r = decode(pos, count, sizes);
+            let wrapped = (pos as u64).checked_add(count as u64).is_none();
+            if wrapped {
+                wraps += 1;
+                assert!(r.is_err(), "iter {iter}: {pos:#x}+{count:#x} wraps");
+            }
+            if pos < 0 {
+                assert!(r.is_err(), "iter {iter}: negative position");
+            }
+            if let Ok(a) = r {
+                hits += 1;
+                let size = sizes(a.index).unwrap();
+                assert_eq!(u64::from(a.index), pos as u64 >> OFFSET_SHIFT);
+                assert_eq!(a.offset, pos as u64 & ((1 << OFFSET_SHIFT) - 1));
+                assert_eq!(a.count, count);
+                assert!(
+                    u128::from(a.offset) + count as u128 <= u128::from(size),
+                    "iter {iter}: {a:?} overruns {size}"
+                );
+                assert!(a.offset < size || count == 0);
+            }
+        }
+        assert!(hits > 500 && wraps > 1_000, "{hits} {wraps}");
     }
 }
