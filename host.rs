@@ -25,5 +25,6 @@ pub mod sysfs {
 
 /// The kernel-free part of the device personalities.
 pub mod mdev_parent {
+    pub mod card;
     pub mod uart;
 }

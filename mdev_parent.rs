@@ -6,13 +6,14 @@
 //! ports, guest-compatible with the kernel's `mtty` sample (same IDs, class
 //! and BAR layout), built on [`crate::vfio_pci_core`] through its hooks only.
 
+pub(crate) mod card;
 pub(crate) mod uart;
 
 use crate::ffi::mdev::{AttrInfo, MdevDriver, TypeInfo};
 use crate::sysfs::{buf::Buf, parse::parse_bool, pool::Pool, types::TYPES};
 use crate::vfio_pci_core::{
     emul::{
-        config::{reg, Bar, ConfigSpace},
+        config::{Bar, ConfigSpace},
         mig::{Sections, Writer, TAG_DEVICE},
         EResult, Errno,
     },
@@ -22,23 +23,11 @@ use core::fmt::{self, Write};
 use kernel::{prelude::*, sync::Arc};
 use uart::Uart;
 
-/// PCI identity of the serial card, the same as mtty's so a stock guest's
-/// `8250_pci` binds it: vendor 0x4348 (WCH), device 0x3253, class 07h/00h
-/// prog-if 02h (16550-compatible serial controller).
-const VENDOR: u16 = 0x4348;
-const DEVICE: u16 = 0x3253;
-const CLASS_PROG: u32 = 0x07_00_02;
-const REVISION: u8 = 0x10;
-/// Where the MSI capability sits in config space.
-const MSI_CAP: usize = 0x40;
-/// Where the power management capability sits, after MSI's 14 bytes.
-const PM_CAP: usize = 0x50;
-/// One port per 8-byte I/O BAR.
-const PORT_BAR_SIZE: u32 = 8;
-
 /// The serial card personality: `ports` 16550A ports.
 pub(crate) struct Serial {
     ports: usize,
+    /// The PCI Express variant (see [`card`]).
+    express: bool,
     /// The pool the ports came from; they go back when the instance goes.
     pool: Arc<Pool>,
 }
@@ -65,23 +54,8 @@ impl PciDevice for Serial {
     type State = SerialState;
     const NAME: &'static CStr = c"rmdev-serial";
 
-    fn config(&self) -> ConfigSpace {
-        let mut c = ConfigSpace::with_header(VENDOR, DEVICE, CLASS_PROG, REVISION);
-        c.set(reg::SUBSYS_VENDOR, 2, VENDOR.into());
-        c.set(reg::SUBSYS_ID, 2, DEVICE.into());
-        // Decode I/O from the start, as mtty does.
-        c.set(reg::COMMAND, 2, reg::CMD_IO.into());
-        c.set(reg::INT_PIN, 1, 1);
-        for i in 0..6 {
-            c.set_bar(i, self.bar(i));
-        }
-        // MSI, announced in config space as well as in GET_IRQ_INFO (mtty
-        // offers MSI only in the latter, where a guest cannot see it).
-        c.add_msi(MSI_CAP, 1);
-        // Power management (D0 and D3hot), as PCI requires of a PCI Express
-        // function and as guests expect to find.
-        c.add_pm(PM_CAP);
-        c
+    fn config(&self) -> EResult<ConfigSpace> {
+        card::config(self.ports, self.express)
     }
 
     fn msi_vectors(&self) -> u32 {
@@ -89,11 +63,7 @@ impl PciDevice for Serial {
     }
 
     fn bar(&self, index: usize) -> Bar {
-        if index < self.ports {
-            Bar::Io(PORT_BAR_SIZE)
-        } else {
-            Bar::None
-        }
+        card::bar(self.ports, self.express, index)
     }
 
     fn bar_read(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &mut [u8]) {
@@ -125,9 +95,10 @@ impl PciDevice for Serial {
 
     const MIGRATION: bool = true;
 
-    /// The port count: a two-port stream does not load into a one-port card.
+    /// The port count, and 0x100 for the PCI Express variant: a stream
+    /// loads only into a card of the same type.
     fn mig_variant(&self) -> u32 {
-        self.ports as u32
+        self.ports as u32 | u32::from(self.express) << 8
     }
 
     /// One section per port, tag `TAG_DEVICE + port`.
@@ -156,7 +127,7 @@ impl PciDevice for Serial {
 /// The mdev driver: types backed by one pool of ports.
 pub(crate) struct SerialDriver {
     pool: Arc<Pool>,
-    types: [TypeInfo; 2],
+    types: [TypeInfo; TYPES.len()],
 }
 
 impl SerialDriver {
@@ -164,7 +135,7 @@ impl SerialDriver {
     pub(crate) fn new(pool: Arc<Pool>) -> Self {
         Self {
             pool,
-            types: [0, 1].map(|i| TypeInfo {
+            types: core::array::from_fn(|i| TypeInfo {
                 sysfs_name: TYPES[i].sysfs_name,
                 pretty_name: TYPES[i].pretty_name,
             }),
@@ -204,12 +175,13 @@ impl MdevDriver for SerialDriver {
         // on the error paths below as well.
         let dev = Serial {
             ports: t.ports as usize,
+            express: t.express,
             pool: self.pool.clone(),
         };
         let state = SerialState {
             ports: [Uart::new(), Uart::new()],
         };
-        KBox::pin_init(PciCore::new(dev, state), GFP_KERNEL)
+        KBox::pin_init(PciCore::new(dev, state)?, GFP_KERNEL)
     }
 
     fn available(&self, index: usize) -> u32 {

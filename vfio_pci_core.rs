@@ -14,10 +14,10 @@ mod migration;
 
 use crate::ffi::{
     eventfd::EventFd,
-    vfio::{self, UserBuf},
+    vfio::{self, IrqfdHandler, IrqfdSlot, UserBuf},
 };
 use emul::{
-    config::{reg, Bar, ConfigSpace, CFG_SIZE},
+    config::{reg, Bar, ConfigSpace, MsixLayout},
     irq::{check_set, IrqAction, IrqData, IrqInfo},
     mig::{Sections, Writer},
     region,
@@ -90,8 +90,9 @@ pub(crate) trait PciDevice: Send + Sync + Sized + 'static {
     /// The name the VFIO core reports for the device's ops.
     const NAME: &'static CStr;
 
-    /// The configuration space at reset: identity, BARs, capabilities.
-    fn config(&self) -> ConfigSpace;
+    /// The configuration space at reset: identity, BARs, capabilities. A
+    /// builder error fails the device's creation with `EINVAL`.
+    fn config(&self) -> EResult<ConfigSpace>;
 
     /// BAR `index` (0-5).
     fn bar(&self, index: usize) -> Bar;
@@ -146,13 +147,20 @@ enum IrqMode {
     None,
     Intx,
     Msi,
+    Msix,
 }
+
+/// The most MSI or MSI-X vectors the library delivers. A device declaring
+/// more in its capability has the first [`VECTORS`] reported and usable.
+const VECTORS: usize = 8;
 
 /// Interrupt state: the eventfds userspace gave, and INTx masking.
 struct Irqs {
     mode: IrqMode,
     intx: Option<EventFd>,
-    msi: Option<EventFd>,
+    /// One eventfd per MSI or MSI-X vector, whichever `mode` says.
+    vectors: [Option<EventFd>; VECTORS],
+    err: Option<EventFd>,
     req: Option<EventFd>,
     /// INTx is masked (by userspace, or automatically on delivery).
     intx_masked: bool,
@@ -171,7 +179,8 @@ impl Irqs {
         Self {
             mode: IrqMode::None,
             intx: None,
-            msi: None,
+            vectors: [const { None }; VECTORS],
+            err: None,
             req: None,
             intx_masked: false,
             asserted: false,
@@ -219,14 +228,26 @@ impl Ctx {
             return;
         }
         match self.irqs.mode {
-            IrqMode::Msi if rising => {
-                if let Some(fd) = &self.irqs.msi {
-                    fd.signal();
-                    self.irqs.delivered += 1;
-                }
-            }
+            IrqMode::Msi | IrqMode::Msix if rising => self.send_vector(0),
             IrqMode::Intx if asserted => self.deliver_intx(),
             _ => {}
+        }
+    }
+
+    /// Signals the eventfd of MSI or MSI-X vector `v`, if userspace gave one.
+    fn send_vector(&mut self, v: usize) {
+        if let Some(Some(fd)) = self.irqs.vectors.get(v) {
+            fd.signal();
+            self.irqs.delivered += 1;
+        }
+    }
+
+    /// Reports an error to userspace through the ERR eventfd (offered for
+    /// PCI Express functions, as vfio-pci offers it for AER), if one is set.
+    #[allow(dead_code)]
+    pub(crate) fn report_error(&mut self) {
+        if let Some(fd) = &self.irqs.err {
+            fd.signal();
         }
     }
 
@@ -244,12 +265,7 @@ impl Ctx {
             return;
         }
         match self.irqs.mode {
-            IrqMode::Msi if held => {
-                if let Some(fd) = &self.irqs.msi {
-                    fd.signal();
-                    self.irqs.delivered += 1;
-                }
-            }
+            IrqMode::Msi | IrqMode::Msix if held => self.send_vector(0),
             IrqMode::Intx => self.deliver_intx(),
             _ => {}
         }
@@ -282,6 +298,8 @@ pub(crate) struct PciCore<D: PciDevice> {
     dev: D,
     bars: [Bar; 6],
     reset_cfg: ConfigSpace,
+    /// Where the MSI-X table and PBA are, if the device has MSI-X.
+    msix: Option<MsixLayout>,
     /// A spinlock, not a mutex: every access under it is a few loads and
     /// stores of emulated registers, and a sleeping lock's bookkeeping
     /// costs more than the work it guards.
@@ -291,23 +309,33 @@ pub(crate) struct PciCore<D: PciDevice> {
     /// and filling files sleeps.
     #[pin]
     mig: Mutex<MigCtl>,
+    /// The irqfd that unmasks INTx (`ACTION_UNMASK` with `DATA_EVENTFD`).
+    #[pin]
+    unmask: IrqfdSlot,
+    /// Serialises `VFIO_DEVICE_SET_IRQS` calls (vfio-pci's `igate`).
+    #[pin]
+    igate: Mutex<()>,
 }
 
 impl<D: PciDevice> PciCore<D> {
     /// A device `dev` with initial state `state`.
-    pub(crate) fn new(dev: D, state: D::State) -> impl PinInit<Self, Error> {
-        let cfg = dev.config();
+    pub(crate) fn new(dev: D, state: D::State) -> Result<impl PinInit<Self, Error>> {
+        let cfg = dev.config().map_err(kerr)?;
         let bars = core::array::from_fn(|i| dev.bar(i));
-        try_pin_init!(Self {
+        let msix = cfg.msix_layout();
+        Ok(try_pin_init!(Self {
             bars,
+            msix,
             reset_cfg: cfg.clone(),
             inner <- new_spinlock!(Inner {
                 ctx: Ctx { cfg, irqs: Irqs::new() },
                 dev: state,
             }),
             mig <- new_mutex!(MigCtl::new()),
+            unmask <- IrqfdSlot::new(),
+            igate <- new_mutex!(()),
             dev,
-        })
+        }))
     }
 
     /// The device built on the library.
@@ -330,7 +358,7 @@ impl<D: PciDevice> PciCore<D> {
 
     fn region_size(&self, index: u32) -> Option<u64> {
         match index {
-            VFIO_PCI_CONFIG_REGION_INDEX => Some(CFG_SIZE as u64),
+            VFIO_PCI_CONFIG_REGION_INDEX => Some(self.reset_cfg.size() as u64),
             0..=VFIO_PCI_BAR5_REGION_INDEX => Some(self.bars[index as usize].size().into()),
             VFIO_PCI_ROM_REGION_INDEX | VFIO_PCI_VGA_REGION_INDEX => Some(0),
             _ => None,
@@ -340,8 +368,13 @@ impl<D: PciDevice> PciCore<D> {
     fn irq_info(&self, index: u32) -> Option<IrqInfo> {
         let count = match index {
             VFIO_PCI_INTX_IRQ_INDEX => u32::from(self.reset_cfg.u16_at(reg::INT_LINE) >> 8 != 0),
-            VFIO_PCI_MSI_IRQ_INDEX => self.dev.msi_vectors(),
-            VFIO_PCI_MSIX_IRQ_INDEX | VFIO_PCI_ERR_IRQ_INDEX => 0,
+            VFIO_PCI_MSI_IRQ_INDEX => self.dev.msi_vectors().min(VECTORS as u32),
+            VFIO_PCI_MSIX_IRQ_INDEX => self
+                .msix
+                .as_ref()
+                .map_or(0, |l| l.vectors.min(VECTORS as u32)),
+            // As vfio-pci: error reporting for PCI Express functions.
+            VFIO_PCI_ERR_IRQ_INDEX => u32::from(self.reset_cfg.is_express()),
             VFIO_PCI_REQ_IRQ_INDEX => 1,
             _ => return None,
         };
@@ -365,6 +398,12 @@ impl<D: PciDevice> PciCore<D> {
                 if write {
                     let old = ctx.cfg.command();
                     ctx.cfg.write(off, buf).map_err(kerr)?;
+                    // Initiate Function Level Reset in the PCI Express
+                    // capability: the function returns to its reset state.
+                    if ctx.cfg.take_flr_request() {
+                        self.reset_locked(ctx, dev);
+                        return Ok(buf.len());
+                    }
                     // Lifting INTx disable delivers a pending line.
                     if old & reg::CMD_INTX_DISABLE != 0
                         && ctx.irqs.asserted
@@ -377,116 +416,261 @@ impl<D: PciDevice> PciCore<D> {
                 }
             }
             0..=VFIO_PCI_BAR5_REGION_INDEX => {
-                let bar = a.index as usize;
-                if write {
-                    D::bar_write(dev, ctx, bar, a.offset, buf);
-                } else {
-                    D::bar_read(dev, ctx, bar, a.offset, buf);
-                }
+                self.bar_access(ctx, dev, a.index as usize, a.offset, buf, write)
             }
             _ => return Err(EINVAL),
         }
         Ok(buf.len())
     }
 
+    /// An access to BAR `bar`. The MSI-X table and PBA are userspace's to
+    /// emulate, as with vfio-pci: in the region they read all ones (table)
+    /// and zero (PBA) and ignore writes; every other byte goes to the device.
+    fn bar_access(
+        &self,
+        ctx: &mut Ctx,
+        dev: &mut D::State,
+        bar: usize,
+        off: u64,
+        buf: &mut [u8],
+        write: bool,
+    ) {
+        let hidden: [(Option<&core::ops::Range<u64>>, u8); 2] = match &self.msix {
+            Some(l) => [
+                ((l.table_bar == bar).then_some(&l.table), 0xff),
+                ((l.pba_bar == bar).then_some(&l.pba), 0),
+            ],
+            None => [(None, 0), (None, 0)],
+        };
+        if hidden.iter().all(|(r, _)| r.is_none()) {
+            if write {
+                D::bar_write(dev, ctx, bar, off, buf);
+            } else {
+                D::bar_read(dev, ctx, bar, off, buf);
+            }
+            return;
+        }
+        // Split the access into runs that are all hidden or all device.
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = off.saturating_add(done as u64);
+            let left = (buf.len() - done) as u64;
+            let inside = hidden
+                .iter()
+                .find_map(|(r, fill)| r.filter(|r| r.contains(&pos)).map(|r| (r.end, *fill)));
+            let (end, fill) = match inside {
+                Some((end, fill)) => (end, Some(fill)),
+                None => {
+                    let next = hidden
+                        .iter()
+                        .filter_map(|(r, _)| r.map(|r| r.start).filter(|&st| st > pos))
+                        .min()
+                        .unwrap_or(u64::MAX);
+                    (next, None)
+                }
+            };
+            let n = (end - pos).min(left) as usize;
+            let Some(chunk) = buf.get_mut(done..done + n) else {
+                return;
+            };
+            match (fill, write) {
+                (Some(_), true) => {}
+                (Some(f), false) => chunk.fill(f),
+                (None, true) => D::bar_write(dev, ctx, bar, pos, chunk),
+                (None, false) => D::bar_read(dev, ctx, bar, pos, chunk),
+            }
+            done += n;
+        }
+    }
+
+    /// `VFIO_DEVICE_SET_IRQS`, with vfio-pci's semantics index by index
+    /// (`drivers/vfio/pci/vfio_pci_intrs.c`): an index is enabled by its
+    /// first eventfd and stays enabled (a `-1` only clears a trigger) until
+    /// `DATA_NONE` with count 0 disables it; INTx, MSI and MSI-X exclude each
+    /// other; loopback triggers (`DATA_NONE`, `DATA_BOOL`) need the index
+    /// enabled; ERR and REQ take one eventfd each.
     fn set_irqs(&self, arg: usize) -> Result<isize> {
         let mut hdr = [0u8; IRQ_SET_MINSZ];
         UserBuf::new(arg, IRQ_SET_MINSZ).read(&mut hdr)?;
         let s = check_set(&hdr, |i| self.irq_info(i).map_or(0, |x| x.count)).map_err(kerr)?;
         let mut data = KVec::from_elem(0u8, s.data_size, GFP_KERNEL)?;
         UserBuf::new(arg.wrapping_add(IRQ_SET_MINSZ), s.data_size).read(&mut data)?;
+        let (start, count) = (s.start as usize, s.count as usize);
+        let fd_at = |i: usize| -> Result<i32> {
+            let b = data.get(4 * i..4 * i + 4).ok_or(EINVAL)?;
+            Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        // One SET_IRQS at a time, as vfio-pci's igate: the irqfd arming below
+        // and the mode it depends on cannot interleave with another call.
+        let _gate = self.igate.lock();
+
+        // INTx unmask through an eventfd (irqfd): fd >= 0 arms it while INTx
+        // is enabled (EBUSY if one is armed), -1 disarms it.
+        if (s.index, s.action, s.data)
+            == (VFIO_PCI_INTX_IRQ_INDEX, IrqAction::Unmask, IrqData::EventFd)
+        {
+            if self.inner.lock().ctx.irqs.mode != IrqMode::Intx || start != 0 || count != 1 {
+                return Err(EINVAL);
+            }
+            return match fd_at(0)? {
+                fd if fd >= 0 => {
+                    // SAFETY: `self` lives in the device's pinned allocation
+                    // until release, and `close_device` (always before
+                    // release) disarms the irqfd.
+                    unsafe { self.unmask.enable(self, fd) }?;
+                    Ok(0)
+                }
+                _ => {
+                    self.unmask.disable();
+                    Ok(0)
+                }
+            };
+        }
 
         // Take new eventfd references before the lock: a bad fd fails the
-        // call without changing anything.
-        let newfd = match (s.data, s.count) {
-            (IrqData::EventFd, 1) => match data
-                .get(..4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            {
-                Some(-1) => None,
-                Some(fd) if fd >= 0 => Some(EventFd::from_fd(fd)?),
-                _ => return Err(EINVAL),
-            },
-            (IrqData::EventFd, _) => return Err(EINVAL),
-            _ => None,
+        // call without changing anything. -1 clears a trigger.
+        let mut newfds: [Option<EventFd>; VECTORS] = [const { None }; VECTORS];
+        if s.data == IrqData::EventFd {
+            if count > VECTORS {
+                return Err(EINVAL);
+            }
+            for (i, slot) in newfds.iter_mut().take(count).enumerate() {
+                *slot = match fd_at(i)? {
+                    -1 => None,
+                    fd if fd >= 0 => Some(EventFd::from_fd(fd)?),
+                    _ => return Err(EINVAL),
+                };
+            }
+        }
+        // Whether a NONE or BOOL request acts on its `i`th interrupt (BOOL
+        // acts where the byte is set).
+        let fires = |i: usize| match s.data {
+            IrqData::None => true,
+            IrqData::Bool => data.get(i).is_some_and(|&b| b != 0),
+            IrqData::EventFd => false,
         };
-        // Whether a NONE/BOOL request applies (BOOL acts where the byte is set).
-        let act = match s.data {
-            IrqData::None => s.count > 0,
-            IrqData::Bool => data.first().is_some_and(|&b| b != 0),
-            IrqData::EventFd => true,
-        };
+        let disable = count == 0 && s.data == IrqData::None;
 
+        // Eventfds replaced are dropped after the lock (putting one may take
+        // other locks); declared first so that they are.
+        let mut old: [Option<EventFd>; VECTORS] = [const { None }; VECTORS];
         let mut g = self.inner.lock();
+        let was_intx = g.ctx.irqs.mode == IrqMode::Intx;
         let irqs = &mut g.ctx.irqs;
-        // Dropped after the lock: putting an eventfd may take other locks.
-        let old: Option<EventFd>;
         match (s.index, s.action) {
-            (VFIO_PCI_INTX_IRQ_INDEX, IrqAction::Mask)
-            | (VFIO_PCI_INTX_IRQ_INDEX, IrqAction::Unmask) => {
-                if s.data == IrqData::EventFd {
-                    // Unmask through an eventfd (irqfd) is not offered.
+            (VFIO_PCI_INTX_IRQ_INDEX, IrqAction::Mask | IrqAction::Unmask) => {
+                if irqs.mode != IrqMode::Intx || start != 0 || count != 1 {
                     return Err(EINVAL);
                 }
-                if act && irqs.mode == IrqMode::Intx {
+                if s.data == IrqData::EventFd {
+                    // Masking through an eventfd: vfio-pci does not offer it
+                    // either; unmasking was handled above.
+                    return Err(ENOTTY);
+                }
+                if fires(0) {
                     let mask = s.action == IrqAction::Mask;
                     irqs.intx_masked = mask;
                     if !mask && irqs.asserted {
                         g.ctx.deliver_intx();
                     }
                 }
-                old = None;
             }
-            (VFIO_PCI_INTX_IRQ_INDEX | VFIO_PCI_MSI_IRQ_INDEX, IrqAction::Trigger) => {
-                let mode = if s.index == VFIO_PCI_INTX_IRQ_INDEX {
-                    IrqMode::Intx
-                } else {
-                    IrqMode::Msi
-                };
-                if s.data == IrqData::EventFd || (s.count == 0 && s.data == IrqData::None) {
-                    if irqs.mode != IrqMode::None && irqs.mode != mode {
-                        // One mode at a time, as vfio-pci enforces.
-                        return Err(EINVAL);
+            (VFIO_PCI_INTX_IRQ_INDEX, IrqAction::Trigger) => {
+                if irqs.mode == IrqMode::Intx && disable {
+                    old[0] = irqs.intx.take();
+                    irqs.mode = IrqMode::None;
+                } else if !matches!(irqs.mode, IrqMode::Intx | IrqMode::None)
+                    || start != 0
+                    || count != 1
+                {
+                    return Err(EINVAL);
+                } else if s.data == IrqData::EventFd {
+                    old[0] = core::mem::replace(&mut irqs.intx, newfds[0].take());
+                    if irqs.mode == IrqMode::None {
+                        irqs.mode = IrqMode::Intx;
+                        irqs.intx_masked = false;
                     }
-                    let slot = if mode == IrqMode::Intx {
-                        &mut irqs.intx
-                    } else {
-                        &mut irqs.msi
-                    };
-                    old = core::mem::replace(slot, newfd);
-                    irqs.mode = if slot.is_some() { mode } else { IrqMode::None };
-                    irqs.intx_masked = false;
-                } else {
-                    // Loopback: NONE or a set BOOL fires the interrupt.
-                    if act && irqs.mode == mode {
-                        let fd = if mode == IrqMode::Intx {
-                            &irqs.intx
-                        } else {
-                            &irqs.msi
-                        };
-                        if let Some(fd) = fd {
-                            fd.signal();
-                        }
+                } else if irqs.mode != IrqMode::Intx {
+                    return Err(EINVAL);
+                } else if fires(0) {
+                    if let Some(fd) = &irqs.intx {
+                        fd.signal();
                     }
-                    old = None;
                 }
             }
-            (VFIO_PCI_REQ_IRQ_INDEX, IrqAction::Trigger) => {
-                if s.data == IrqData::EventFd || (s.count == 0 && s.data == IrqData::None) {
-                    old = core::mem::replace(&mut irqs.req, newfd);
+            (VFIO_PCI_MSI_IRQ_INDEX | VFIO_PCI_MSIX_IRQ_INDEX, IrqAction::Trigger) => {
+                let mode = if s.index == VFIO_PCI_MSI_IRQ_INDEX {
+                    IrqMode::Msi
                 } else {
-                    if act {
-                        if let Some(fd) = &irqs.req {
+                    IrqMode::Msix
+                };
+                if irqs.mode == mode && disable {
+                    for (o, v) in old.iter_mut().zip(irqs.vectors.iter_mut()) {
+                        *o = v.take();
+                    }
+                    irqs.mode = IrqMode::None;
+                } else if irqs.mode != mode && irqs.mode != IrqMode::None {
+                    return Err(EINVAL);
+                } else if s.data == IrqData::EventFd {
+                    if count == 0 && irqs.mode != mode {
+                        // Enabling no vectors: vfio-pci fails to allocate.
+                        return Err(EINVAL);
+                    }
+                    let slots = irqs.vectors.get_mut(start..start + count).ok_or(EINVAL)?;
+                    for ((o, v), n) in old.iter_mut().zip(slots).zip(newfds.iter_mut()) {
+                        *o = core::mem::replace(v, n.take());
+                    }
+                    irqs.mode = mode;
+                } else if irqs.mode != mode {
+                    return Err(EINVAL);
+                } else {
+                    // Loopback: NONE, or BOOL where set, fires the vectors.
+                    for i in 0..count {
+                        if fires(i) {
+                            if let Some(Some(fd)) = irqs.vectors.get(start + i) {
+                                fd.signal();
+                            }
+                        }
+                    }
+                }
+            }
+            (VFIO_PCI_ERR_IRQ_INDEX | VFIO_PCI_REQ_IRQ_INDEX, IrqAction::Trigger) => {
+                let slot = if s.index == VFIO_PCI_ERR_IRQ_INDEX {
+                    &mut irqs.err
+                } else {
+                    &mut irqs.req
+                };
+                match s.data {
+                    IrqData::None => {
+                        let Some(fd) = slot.as_ref() else {
+                            return Err(EINVAL);
+                        };
+                        if count > 0 {
+                            fd.signal();
+                        } else {
+                            old[0] = slot.take();
+                        }
+                    }
+                    _ if count == 0 => return Err(EINVAL),
+                    IrqData::Bool => {
+                        if let (true, Some(fd)) = (fires(0), slot.as_ref()) {
                             fd.signal();
                         }
                     }
-                    old = None;
+                    IrqData::EventFd => old[0] = core::mem::replace(slot, newfds[0].take()),
                 }
             }
             _ => return Err(ENOTTY),
         }
+        let left_intx = was_intx && g.ctx.irqs.mode != IrqMode::Intx;
         drop(g);
         drop(old);
+        drop(newfds);
+        if left_intx {
+            // Without INTx the unmask irqfd has nothing to do; vfio-pci
+            // disarms it with INTx too.
+            self.unmask.disable();
+        }
         Ok(0)
     }
 
@@ -527,12 +711,34 @@ impl<D: PciDevice> PciCore<D> {
     fn reset(&self) {
         let mut g = self.inner.lock();
         let Inner { ctx, dev } = &mut *g;
-        ctx.cfg = self.reset_cfg.clone();
+        // A device reset also ends a migration stop (the caller moved the
+        // migration state back to RUNNING); a Function Level Reset does not.
+        ctx.irqs.stopped = false;
+        self.reset_locked(ctx, dev);
+    }
+
+    /// Returns configuration space, interrupt state and the device to their
+    /// reset state; the eventfds userspace set stay, as with vfio-pci.
+    fn reset_locked(&self, ctx: &mut Ctx, dev: &mut D::State) {
+        ctx.cfg.clone_from(&self.reset_cfg);
         ctx.irqs.intx_masked = false;
         ctx.irqs.asserted = false;
-        ctx.irqs.stopped = false;
         ctx.irqs.held = false;
         D::reset(dev, ctx);
+    }
+}
+
+impl<D: PciDevice> IrqfdHandler for PciCore<D> {
+    /// The INTx unmask irqfd fired: unmask, and deliver a line still
+    /// asserted (level semantics).
+    fn irqfd_fired(&self) {
+        let mut g = self.inner.lock();
+        if g.ctx.irqs.mode == IrqMode::Intx {
+            g.ctx.irqs.intx_masked = false;
+            if g.ctx.irqs.asserted {
+                g.ctx.deliver_intx();
+            }
+        }
     }
 }
 
@@ -568,19 +774,25 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
     const NAME: &'static CStr = D::NAME;
 
     fn close_device(&self) {
+        // Disarmed first, outside the lock: its work item may be running.
+        self.unmask.disable();
         // The last user went: drop every eventfd it left set, so nothing
         // leaks and no stale trigger survives to the next open.
-        let (a, b, c) = {
+        let old = {
             let mut g = self.inner.lock();
             let irqs = &mut g.ctx.irqs;
             irqs.mode = IrqMode::None;
-            (irqs.intx.take(), irqs.msi.take(), irqs.req.take())
+            (
+                irqs.intx.take(),
+                core::mem::replace(&mut irqs.vectors, [const { None }; VECTORS]),
+                irqs.err.take(),
+                irqs.req.take(),
+            )
         };
-        drop((a, b, c));
+        drop(old);
         // Data files still open fail from now on: the transfer cannot
         // outlive the user that started it.
-        self.mig_reset();
-        self.reset();
+        self.reset_all();
     }
 
     fn read(&self, out: &UserBuf, pos: i64) -> Result<usize> {
@@ -608,8 +820,7 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
             VFIO_DEVICE_SET_IRQS => self.set_irqs(arg),
             VFIO_DEVICE_RESET => {
                 // A reset ends any migration: the device runs again.
-                self.mig_reset();
-                self.reset();
+                self.reset_all();
                 Ok(0)
             }
             _ => Err(ENOTTY),

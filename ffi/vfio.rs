@@ -15,8 +15,10 @@ use core::marker::PhantomData;
 use kernel::{
     bindings,
     error::{from_err_ptr, from_result, to_result, VTABLE_DEFAULT_ERROR},
+    new_mutex,
     prelude::*,
-    sync::Arc,
+    sync::{Arc, Mutex},
+    types::Opaque,
 };
 
 /// The user buffer of one `read()` or `write()` on the device file.
@@ -269,8 +271,8 @@ extern "C" fn log_read_and_clear(
 
 /// # Safety
 ///
-/// Called by the VFIO core on a registered device of ours, under its own
-/// serialisation of feature calls.
+/// Called by the VFIO core on a registered device of ours (the device's
+/// own locking serialises state changes).
 unsafe extern "C" fn migration_set_state<T: VfioOps>(
     vdev: *mut vb::vfio_device,
     state: vb::vfio_device_mig_state,
@@ -720,4 +722,87 @@ impl<T: VfioOps> Drop for Registration<T> {
             bindings::put_device(&raw mut (*self.vdev).device);
         }
     }
+}
+
+/// What runs when an irqfd userspace gave is signalled.
+pub(crate) trait IrqfdHandler: Sync {
+    /// The eventfd was signalled. Runs in process context (the VFIO core's
+    /// irqfd work item), never inside the signaller: a handler may take a
+    /// spinlock under which the same eventfd is signalled.
+    fn irqfd_fired(&self);
+}
+
+/// Where the VFIO core keeps one irqfd (`struct virqfd`): an eventfd whose
+/// signal runs a handler, as vfio-pci uses for INTx unmask.
+///
+/// # Invariants
+///
+/// `virqfd` is only read and written by the VFIO core's `vfio_virqfd_*`
+/// functions (under the core's own lock), and `lock` serialises our calls to
+/// them. While the slot holds an irqfd, the handler object passed to
+/// [`IrqfdSlot::enable`] is live (the caller's contract).
+#[pin_data]
+pub(crate) struct IrqfdSlot {
+    #[pin]
+    virqfd: Opaque<*mut vb::virqfd>,
+    #[pin]
+    lock: Mutex<()>,
+}
+
+// SAFETY: The slot is only touched by the VFIO core under its lock, and our
+// calls are serialised by `lock`.
+unsafe impl Send for IrqfdSlot {}
+// SAFETY: As above.
+unsafe impl Sync for IrqfdSlot {}
+
+impl IrqfdSlot {
+    /// An empty slot.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            virqfd: Opaque::new(core::ptr::null_mut()),
+            lock <- new_mutex!(()),
+        })
+    }
+
+    /// Makes eventfd `fd` call `handler.irqfd_fired()` when signalled.
+    /// `EBUSY` if the slot holds one already (as vfio-pci), `EBADF` or
+    /// `EINVAL` for a bad descriptor.
+    ///
+    /// # Safety
+    ///
+    /// `handler` stays live until [`IrqfdSlot::disable`] has returned.
+    pub(crate) unsafe fn enable<T: IrqfdHandler>(&self, handler: &T, fd: i32) -> Result {
+        let _g = self.lock.lock();
+        // SAFETY: The slot is valid storage the core owns the contents of;
+        // the work function gets `handler`, live until `disable` by the
+        // caller's contract, and the core flushes its work on disable.
+        to_result(unsafe {
+            vb::vfio_virqfd_enable(
+                core::ptr::from_ref(handler).cast_mut().cast(),
+                None,
+                Some(irqfd_work::<T>),
+                core::ptr::null_mut(),
+                self.virqfd.get(),
+                fd,
+            )
+        })
+    }
+
+    /// Stops and frees the irqfd, if there is one; when this returns its
+    /// handler is not running and will not run again. Sleeps.
+    pub(crate) fn disable(&self) {
+        let _g = self.lock.lock();
+        // SAFETY: The slot is valid; the core tolerates an empty one. It
+        // waits for the work item to finish.
+        unsafe { vb::vfio_virqfd_disable(self.virqfd.get()) };
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFIO core's irqfd work with the `opaque` that
+/// [`IrqfdSlot::enable`] passed, live by its caller's contract.
+unsafe extern "C" fn irqfd_work<T: IrqfdHandler>(opaque: *mut c_void, _data: *mut c_void) {
+    // SAFETY: See above.
+    unsafe { &*opaque.cast::<T>() }.irqfd_fired();
 }

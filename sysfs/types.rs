@@ -10,6 +10,9 @@ pub(crate) struct TypeDesc {
     pub(crate) pretty_name: &'static core::ffi::CStr,
     pub(crate) description: &'static str,
     pub(crate) ports: u32,
+    /// A PCI Express function (PCI Express capability with FLR, MSI-X,
+    /// 4 KiB configuration space) rather than a conventional PCI one.
+    pub(crate) express: bool,
 }
 
 /// Every type, in the order sysfs lists them.
@@ -19,12 +22,21 @@ pub(crate) const TYPES: &[TypeDesc] = &[
         pretty_name: c"Single port serial",
         description: "16550A-compatible PCI serial card, one port (I/O BAR0)",
         ports: 1,
+        express: false,
     },
     TypeDesc {
         sysfs_name: c"serial-2",
         pretty_name: c"Dual port serial",
         description: "16550A-compatible PCI serial card, two ports (I/O BAR0 and BAR1)",
         ports: 2,
+        express: false,
+    },
+    TypeDesc {
+        sysfs_name: c"pcie-serial-1",
+        pretty_name: c"PCI Express single port serial",
+        description: "16550A-compatible PCI Express serial function, one port (I/O BAR0), MSI-X (memory BAR2), FLR",
+        ports: 1,
+        express: true,
     },
 ];
 

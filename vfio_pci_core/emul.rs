@@ -9,10 +9,6 @@
 pub(crate) mod config;
 pub(crate) mod irq;
 pub(crate) mod mig;
-/// Offered to devices; the serial card uses MSI, so the kernel build has no
-/// user yet.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) mod msix;
 pub(crate) mod region;
 /// Host-only: the generator behind the property tests.
 #[cfg(test)]

@@ -63,6 +63,9 @@ struct FileData {
     precopy: bool,
     /// The resuming file received data it refused; it takes no more.
     broken: bool,
+    /// Bytes of `buf` (resuming) already checked as complete records, so
+    /// each write checks only what is new.
+    checked: usize,
 }
 
 /// A migration data file: a saving file is read, a resuming file written.
@@ -70,6 +73,8 @@ struct FileData {
 pub(crate) struct MigFile {
     name: &'static [u8],
     variant: u32,
+    /// Userspace's `MIG_PRECOPY_INFOv2` opt-in as it was when the file
+    /// opened (QEMU opts in when it opens the device, before migrating).
     precopy_v2: bool,
     #[pin]
     data: Mutex<FileData>,
@@ -94,6 +99,7 @@ impl MigFile {
                     disabled: false,
                     precopy,
                     broken: false,
+                    checked: 0,
                 }),
             }),
             GFP_KERNEL,
@@ -163,12 +169,19 @@ impl DataFileOps for MigFile {
             return Err(e);
         }
         // Check what arrived as soon as it can be checked, so a bad stream
-        // fails the write that brought it, not only the final load.
-        if let Err(e) = mig::check_stream(&d.buf, &self.id()) {
-            d.broken = true;
-            return Err(kerr(e));
+        // fails the write that brought it, not only the final load. Records
+        // checked by earlier writes are not checked again.
+        let from = d.checked;
+        match mig::check_stream(d.buf.get(from..).unwrap_or(&[]), &self.id()) {
+            Ok(got) => {
+                d.checked = d.buf.len() - got.partial;
+                Ok(input.len())
+            }
+            Err(e) => {
+                d.broken = true;
+                Err(kerr(e))
+            }
         }
-        Ok(input.len())
     }
 
     fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
@@ -277,6 +290,8 @@ impl<D: PciDevice> PciCore<D> {
         self.dev.load(dev, &s).map_err(kerr)?;
         ctx.cfg.restore(cfg).map_err(kerr)?;
         ctx.irqs.asserted = asserted;
+        // An edge held back before the load belonged to the old state.
+        ctx.irqs.held = false;
         Ok(())
     }
 
@@ -309,6 +324,9 @@ impl<D: PciDevice> PciCore<D> {
             }
             Step::FinishPreCopy => {
                 let f = ctl.saving.as_ref().ok_or(EINVAL)?;
+                // The device stops here (STOP_COPY is a stopped state) before
+                // its state is taken.
+                self.inner.lock().ctx.stop();
                 let more = self.snapshot(Records {
                     identity: false,
                     state: true,
@@ -383,16 +401,19 @@ impl<D: PciDevice> PciCore<D> {
         Ok(w.len())
     }
 
-    /// Back to `RUNNING` with no data file in use (device reset and close):
-    /// open files fail every later read and write with `ENODEV`.
-    pub(super) fn mig_reset(&self) {
-        let (s, r) = {
-            let mut ctl = self.mig.lock();
-            ctl.state = MigState::Running;
-            (ctl.saving.take(), ctl.resuming.take())
-        };
-        for f in [s, r].into_iter().flatten() {
+    /// A device reset (`VFIO_DEVICE_RESET`, close): back to `RUNNING` with
+    /// no data file in use (open files fail every later read and write with
+    /// `ENODEV`), and the function reset. Under the migration mutex, so that
+    /// no state change falls between the two.
+    pub(super) fn reset_all(&self) {
+        let mut ctl = self.mig.lock();
+        ctl.state = MigState::Running;
+        for f in [ctl.saving.take(), ctl.resuming.take()]
+            .into_iter()
+            .flatten()
+        {
             f.disable();
         }
+        self.reset();
     }
 }

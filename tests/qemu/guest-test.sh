@@ -77,6 +77,7 @@ lifecycle() {
 lifecycle mtty mtty-2
 lifecycle rmdev rmdev-serial-1
 lifecycle rmdev rmdev-serial-2
+lifecycle rmdev rmdev-pcie-serial-1
 
 # Bad input on rmdev's create.
 T1=$SUPP/rmdev/mdev_supported_types/rmdev-serial-1
@@ -138,6 +139,10 @@ u=$(new_uuid)
 write_errno "$u" "$T2/create" >/dev/null
 renumber < <("$VT" abuse "/sys/bus/mdev/devices/$u")
 expect_eq "the abused instance removes cleanly" "$(write_errno 1 "/sys/bus/mdev/devices/$u/remove")" OK
+u=$(new_uuid)
+write_errno "$u" "$SUPP/rmdev/mdev_supported_types/rmdev-pcie-serial-1/create" >/dev/null
+renumber < <("$VT" abuse "/sys/bus/mdev/devices/$u" | sed 's/^\(\(not \)\?ok - \)/\1pcie: /')
+expect_eq "the abused PCI Express instance removes cleanly" "$(write_errno 1 "/sys/bus/mdev/devices/$u/remove")" OK
 
 # Migration v2: the state machine on one card, its state moved to a second
 # of the same type, bad streams (one into a one-port card) and aborts; for

@@ -321,6 +321,21 @@ impl Bar {
     }
 }
 
+/// Where a function's MSI-X table and pending bit array are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MsixLayout {
+    /// Vectors in the table.
+    pub(crate) vectors: u32,
+    /// The BAR holding the table.
+    pub(crate) table_bar: usize,
+    /// The table's bytes within that BAR.
+    pub(crate) table: core::ops::Range<u64>,
+    /// The BAR holding the pending bit array.
+    pub(crate) pba_bar: usize,
+    /// The array's bytes within that BAR.
+    pub(crate) pba: core::ops::Range<u64>,
+}
+
 /// A configuration space: values and permission bits, byte by byte.
 ///
 /// The arrays hold conventional space only ([`CFG_SIZE`] bytes). A PCI
@@ -617,8 +632,10 @@ impl ConfigSpace {
     /// pending bit array lies at `pba_offset` of BAR `pba_bar`. MSI-X Enable
     /// and Function Mask are the guest's; the table size and both location
     /// registers are read-only. The table and PBA themselves are modelled
-    /// by [`super::msix::MsixTable`], which the library keeps in step with
-    /// [`ConfigSpace::msix_control`].
+    /// by userspace, as with vfio-pci: the library hides the table from the
+    /// region (reads all ones, writes dropped) and delivers each vector to
+    /// the eventfd `VFIO_DEVICE_SET_IRQS` gave it. See
+    /// [`ConfigSpace::msix_layout`].
     ///
     /// Fails with `EINVAL`, changing nothing, if `vectors` is out of range,
     /// a BAR index is above 5, an offset is not qword aligned, the table and
@@ -693,11 +710,38 @@ impl ConfigSpace {
     }
 
     /// The MSI-X capability's Message Control register, if there is an
-    /// MSI-X capability; the library passes it to
-    /// [`super::msix::MsixTable::set_control`] after every write.
+    /// MSI-X capability.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn msix_control(&self) -> Option<u16> {
         (self.msix != 0).then(|| self.u16_at(self.msix + cap::MSIX_FLAGS))
+    }
+
+    /// Where the MSI-X table and PBA live, decoded from the capability, if
+    /// there is one.
+    pub(crate) fn msix_layout(&self) -> Option<MsixLayout> {
+        if self.msix == 0 {
+            return None;
+        }
+        let reg = |o: usize| {
+            u32::from(self.u16_at(self.msix + o)) | u32::from(self.u16_at(self.msix + o + 2)) << 16
+        };
+        let (table, pba) = (reg(cap::MSIX_TABLE), reg(cap::MSIX_PBA));
+        let vectors =
+            u32::from(self.u16_at(self.msix + cap::MSIX_FLAGS) & cap::MSIX_FLAGS_QSIZE) + 1;
+        Some(MsixLayout {
+            vectors,
+            table_bar: (table & cap::MSIX_BIR) as usize,
+            table: u64::from(table & !cap::MSIX_BIR)
+                ..u64::from(table & !cap::MSIX_BIR) + 16 * u64::from(vectors),
+            pba_bar: (pba & cap::MSIX_BIR) as usize,
+            pba: u64::from(pba & !cap::MSIX_BIR)
+                ..u64::from(pba & !cap::MSIX_BIR) + 8 * u64::from(vectors.div_ceil(64)),
+        })
+    }
+
+    /// Whether the function has a PCI Express capability.
+    pub(crate) fn is_express(&self) -> bool {
+        self.pcie != 0
     }
 
     /// Whether a guest write asked for a Function Level Reset since the last
@@ -1466,6 +1510,20 @@ mod tests {
         assert_eq!(c.add_pcie(0x50), Ok(()));
         let mut c = serial_like();
         assert_eq!(c.add_pcie(0xc4), Ok(()));
+    }
+
+    #[test]
+    fn msix_layout_decodes_the_capability() {
+        let mut c = serial_like();
+        assert_eq!(c.msix_layout(), None);
+        c.add_msix(0x70, 3, 2, 0, 2, 0x800).unwrap();
+        let l = c.msix_layout().unwrap();
+        assert_eq!(l.vectors, 3);
+        assert_eq!((l.table_bar, l.table.clone()), (2, 0..48));
+        assert_eq!((l.pba_bar, l.pba.clone()), (2, 0x800..0x808));
+        assert!(!c.is_express());
+        c.add_pcie(0x80).unwrap();
+        assert!(c.is_express());
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! taking turns repetition by repetition (so that the machine's drifting speed
 //! under emulation falls on both alike): trapped BAR register reads and
 //! writes (1 and 4 bytes), config-space reads and writes, the GET_INFO,
-//! GET_IRQ_INFO and SET_IRQS ioctls, and the interrupt path (a register write
-//! whose interrupt makes an eventfd readable). The same harness measures the
+//! GET_IRQ_INFO and SET_IRQS ioctls, the interrupt path (a register write
+//! whose interrupt makes an eventfd readable), and migration (a whole
+//! stop-copy cycle, and a whole resume of the device's own stream). The same harness measures the
 //! machine's floor: `pread` of `/dev/zero`, an ioctl the kernel refuses at
 //! once, and an eventfd write plus read. It prints a table with the ratio of
 //! the first device to the second and to the floor, and writes the figures
@@ -193,8 +194,9 @@ fn set_irq_fd(dev: i32, index: u32, efd: i32) -> i32 {
     ioctl(dev, VFIO_DEVICE_SET_IRQS, &mut b)
 }
 
-/// The rows measured on every device, in this order.
-const ROWS: [&str; 10] = [
+/// The rows measured on every device, in this order: [`DEV_OP_ROWS`] rows
+/// of single calls (see [`dev_op`]), the interrupt path, then migration.
+const ROWS: [&str; 12] = [
     "bar read 1B",
     "bar write 1B",
     "bar read 4B",
@@ -205,7 +207,12 @@ const ROWS: [&str; 10] = [
     "ioctl GET_IRQ_INFO",
     "ioctl SET_IRQS assign+release",
     "interrupt: write to eventfd readable",
+    "migration: stop-copy (save, read, run)",
+    "migration: resume (write, load, run)",
 ];
+
+/// The rows [`dev_op`] measures.
+const DEV_OP_ROWS: usize = 9;
 
 /// The operation of row `row` (below the interrupt row) on device `d`; it
 /// returns whether the call did what it should. `efd` is an eventfd.
@@ -276,7 +283,7 @@ fn device_rows(devs: &[Dev]) -> Vec<Vec<Stat>> {
     // The first row is measured twice and its first figures dropped: the
     // first thousands of calls of a run are slower (caches, and under
     // emulation code translation), whatever the device.
-    for row in (0..1).chain(0..ROWS.len() - 1) {
+    for row in (0..1).chain(0..DEV_OP_ROWS) {
         let mut ops: Vec<Box<dyn FnMut() -> bool>> = devs
             .iter()
             .zip(&efds)
@@ -329,7 +336,107 @@ fn device_rows(devs: &[Dev]) -> Vec<Vec<Stat>> {
         pwrite(fd, &[0x00], d.bar0 + 1);
         set_irq_fd(fd, 0, -1);
     }
+    rows.extend(mig_rows(devs));
     rows
+}
+
+const VFIO_DEVICE_FEATURE: libc::c_ulong = io(117);
+const MIG_RUNNING: u32 = 2;
+const MIG_STOP_COPY: u32 = 3;
+const MIG_RESUMING: u32 = 4;
+/// Migration cycles: each is milliseconds long, so they are timed one by
+/// one, in MIG_REPS rounds of MIG_ITERS taken in turns.
+const MIG_REPS: usize = 11;
+const MIG_ITERS: usize = 8;
+
+/// Sets the migration state; the data fd returned, -1 for none, or None on
+/// failure.
+fn mig_set(fd: i32, state: u32) -> Option<i32> {
+    let mut b = words(&[16, 2 | (1 << 17), state, u32::MAX], 16);
+    (ioctl(fd, VFIO_DEVICE_FEATURE, &mut b) == 0)
+        .then(|| i32::from_le_bytes([b[12], b[13], b[14], b[15]]))
+}
+
+/// One stop-copy: RUNNING -> STOP_COPY, read the stream to its end, back
+/// to RUNNING. The stream, or None on any failure.
+fn stop_copy(fd: i32) -> Option<Vec<u8>> {
+    let dfd = mig_set(fd, MIG_STOP_COPY).filter(|&d| d >= 0)?;
+    // SAFETY: A new descriptor the kernel installed for us.
+    let dfd = unsafe { OwnedFd::from_raw_fd(dfd) };
+    let mut out = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        // SAFETY: `b` is valid for its length.
+        let n = unsafe { libc::read(dfd.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+        match n {
+            0 => break,
+            n if n > 0 => out.extend_from_slice(&b[..n as usize]),
+            _ => return None,
+        }
+    }
+    mig_set(fd, MIG_RUNNING)?;
+    Some(out)
+}
+
+/// One resume of `stream`: RUNNING -> RESUMING, write, back to RUNNING
+/// (which loads it).
+fn resume(fd: i32, stream: &[u8]) -> bool {
+    let Some(dfd) = mig_set(fd, MIG_RESUMING).filter(|&d| d >= 0) else {
+        return false;
+    };
+    // SAFETY: A new descriptor the kernel installed for us.
+    let dfd = unsafe { OwnedFd::from_raw_fd(dfd) };
+    // SAFETY: `stream` is valid for its length.
+    let n = unsafe { libc::write(dfd.as_raw_fd(), stream.as_ptr().cast(), stream.len()) };
+    n == stream.len() as isize && mig_set(fd, MIG_RUNNING).is_some()
+}
+
+/// The migration rows: a stop-copy cycle and a resume cycle per device (a
+/// device resumes its own stream), timed whole, in turns.
+fn mig_rows(devs: &[Dev]) -> Vec<Vec<Stat>> {
+    let streams: Vec<Option<Vec<u8>>> = devs.iter().map(|d| stop_copy(d.fd.as_raw_fd())).collect();
+    let mut out = Vec::new();
+    for row in 0..2 {
+        let mut samples = vec![Vec::new(); devs.len()];
+        let mut ok = vec![true; devs.len()];
+        for r in 0..=MIG_REPS {
+            for k in 0..devs.len() {
+                let i = if r % 2 == 0 { k } else { devs.len() - 1 - k };
+                let fd = devs[i].fd.as_raw_fd();
+                for _ in 0..MIG_ITERS {
+                    let s = Instant::now();
+                    let good = match (row, &streams[i]) {
+                        (0, _) => stop_copy(fd).is_some(),
+                        (_, Some(st)) => resume(fd, st),
+                        _ => false,
+                    };
+                    let ns = s.elapsed().as_nanos() as f64;
+                    ok[i] &= good;
+                    // The first round is the warm-up.
+                    if r > 0 {
+                        samples[i].push(ns);
+                    }
+                }
+            }
+        }
+        out.push(
+            samples
+                .iter_mut()
+                .zip(&ok)
+                .map(|(v, &good)| {
+                    if !good || v.is_empty() {
+                        return Stat::NONE;
+                    }
+                    v.sort_by(|a, b| a.total_cmp(b));
+                    Stat {
+                        p50: v[v.len() / 2],
+                        p99: v[v.len() * 99 / 100],
+                    }
+                })
+                .collect(),
+        );
+    }
+    out
 }
 
 /// The floor rows, in this order.
@@ -372,7 +479,7 @@ fn num(v: f64) -> String {
 
 /// Which floor row a device row is compared with.
 fn floor_of(row: &str) -> usize {
-    if row.starts_with("ioctl") {
+    if row.starts_with("ioctl") || row.starts_with("migration") {
         1
     } else if row.starts_with("interrupt") {
         2
@@ -495,7 +602,7 @@ fn main() {
                 eprintln!("vfio-bench: cannot open {}", args[2]);
                 std::process::exit(1);
             };
-            let row = args[3].parse().unwrap_or(0).min(ROWS.len() - 2);
+            let row = args[3].parse().unwrap_or(0).min(DEV_OP_ROWS - 1);
             let e = eventfd();
             let mut op = dev_op(row, &dev, e.as_raw_fd());
             let n: usize = args[4].parse().unwrap_or(0);
@@ -577,7 +684,17 @@ fn main() {
             if i + 1 < ROWS.len() { "," } else { "" },
         );
     }
-    json.push_str("  ],\n  \"floor\": [\n");
+    json.push_str("  ],\n  \"migration_stream_bytes\": {");
+    for (i, (n, d)) in names.iter().zip(&devs).enumerate() {
+        let len = stop_copy(d.fd.as_raw_fd()).map_or(0, |s| s.len());
+        println!(
+            "{:<38} {:>10}",
+            format!("migration stream bytes ({n})"),
+            len
+        );
+        let _ = write!(json, "{}\"{n}\": {len}", if i > 0 { ", " } else { "" });
+    }
+    json.push_str("},\n  \"floor\": [\n");
     for (i, (row, s)) in FLOOR.iter().zip(&floor).enumerate() {
         println!("{:<38} {:>10.0} {:>10.0}", row, s.p50, s.p99);
         let _ = writeln!(

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The serial card's PCI face (kernel-free): BARs and configuration space.
+//!
+//! Both variants carry mtty's identity (vendor 0x4348, device 0x3253, class
+//! 07h/00h prog-if 02h) so a stock guest's `8250_pci` binds them, one 8-byte
+//! I/O BAR per port, MSI at 0x40 and power management at 0x50. The PCI
+//! Express variant adds what a PCI Express function has: a PCI Express
+//! capability (with Function Level Reset) and 4 KiB of configuration space,
+//! MSI-X with its table and PBA in a memory BAR, and a vendor-specific
+//! capability naming the card.
+
+use crate::vfio_pci_core::emul::{
+    config::{reg, Bar, ConfigSpace},
+    EResult,
+};
+
+/// PCI identity, the same as mtty's.
+pub(crate) const VENDOR: u16 = 0x4348;
+pub(crate) const DEVICE: u16 = 0x3253;
+pub(crate) const CLASS_PROG: u32 = 0x07_00_02;
+pub(crate) const REVISION: u8 = 0x10;
+/// Where the capabilities sit. MSI takes 14 bytes, PM 8, PCI Express 0x3c,
+/// MSI-X 12.
+pub(crate) const MSI_CAP: usize = 0x40;
+pub(crate) const PM_CAP: usize = 0x50;
+pub(crate) const PCIE_CAP: usize = 0x60;
+pub(crate) const MSIX_CAP: usize = 0xa0;
+pub(crate) const VNDR_CAP: usize = 0xb0;
+/// One port per 8-byte I/O BAR.
+pub(crate) const PORT_BAR_SIZE: u32 = 8;
+/// The MSI-X BAR: the table at 0, the PBA at 2 KiB.
+pub(crate) const MSIX_BAR: usize = 2;
+pub(crate) const MSIX_BAR_SIZE: u32 = 4096;
+pub(crate) const MSIX_PBA: u32 = 0x800;
+/// MSI-X vectors: the ports' interrupt is vector 0; vector 1 is spare, so
+/// userspace can exercise ranges.
+pub(crate) const MSIX_VECTORS: u16 = 2;
+/// What the vendor-specific capability carries.
+pub(crate) const VNDR_DATA: &[u8] = b"rmdev";
+
+/// BAR `index` of a card with `ports` ports.
+pub(crate) fn bar(ports: usize, express: bool, index: usize) -> Bar {
+    if index < ports {
+        Bar::Io(PORT_BAR_SIZE)
+    } else if express && index == MSIX_BAR {
+        Bar::Mem32(MSIX_BAR_SIZE)
+    } else {
+        Bar::None
+    }
+}
+
+/// The card's configuration space at reset.
+pub(crate) fn config(ports: usize, express: bool) -> EResult<ConfigSpace> {
+    let mut c = ConfigSpace::with_header(VENDOR, DEVICE, CLASS_PROG, REVISION);
+    c.set(reg::SUBSYS_VENDOR, 2, VENDOR.into());
+    c.set(reg::SUBSYS_ID, 2, DEVICE.into());
+    // Decode I/O from the start, as mtty does.
+    c.set(reg::COMMAND, 2, reg::CMD_IO.into());
+    c.set(reg::INT_PIN, 1, 1);
+    for i in 0..6 {
+        c.set_bar(i, bar(ports, express, i));
+    }
+    // MSI, announced in config space as well as in GET_IRQ_INFO (mtty offers
+    // MSI only in the latter, where a guest cannot see it).
+    c.add_msi(MSI_CAP, 1);
+    // Power management (D0 and D3hot), as PCI requires of a PCI Express
+    // function and as guests expect to find.
+    c.add_pm(PM_CAP);
+    if express {
+        c.add_pcie(PCIE_CAP)?;
+        c.add_msix(
+            MSIX_CAP,
+            MSIX_VECTORS,
+            MSIX_BAR as u8,
+            0,
+            MSIX_BAR as u8,
+            MSIX_PBA,
+        )?;
+        c.add_vendor(VNDR_CAP, VNDR_DATA)?;
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vfio_pci_core::emul::config::{cap, CFG_EXT_SIZE, CFG_SIZE};
+
+    #[test]
+    fn both_variants_build_with_their_capabilities() {
+        let plain = config(2, false).unwrap();
+        let mut caps = [(0, 0); 8];
+        let n = plain.caps(&mut caps);
+        assert_eq!(&caps[..n], &[(PM_CAP, cap::ID_PM), (MSI_CAP, cap::ID_MSI)]);
+        assert_eq!(plain.size(), CFG_SIZE);
+        assert_eq!(plain.msix_layout(), None);
+        assert!(!plain.is_express());
+
+        let x = config(1, true).unwrap();
+        let n = x.caps(&mut caps);
+        assert_eq!(
+            &caps[..n],
+            &[
+                (VNDR_CAP, cap::ID_VNDR),
+                (MSIX_CAP, cap::ID_MSIX),
+                (PCIE_CAP, cap::ID_EXP),
+                (PM_CAP, cap::ID_PM),
+                (MSI_CAP, cap::ID_MSI),
+            ]
+        );
+        assert_eq!(x.size(), CFG_EXT_SIZE);
+        assert!(x.is_express());
+        let l = x.msix_layout().unwrap();
+        assert_eq!(l.vectors, u32::from(MSIX_VECTORS));
+        assert_eq!((l.table_bar, l.pba_bar), (MSIX_BAR, MSIX_BAR));
+        assert!(l.table.end <= u64::from(MSIX_PBA));
+        assert!(l.pba.end <= u64::from(MSIX_BAR_SIZE));
+        assert_eq!(bar(1, true, MSIX_BAR), Bar::Mem32(MSIX_BAR_SIZE));
+        assert_eq!(bar(1, false, MSIX_BAR), Bar::None);
+        let mut v = [0u8; 8];
+        x.read(VNDR_CAP + 3, &mut v[..VNDR_DATA.len()]).unwrap();
+        assert_eq!(&v[..VNDR_DATA.len()], VNDR_DATA);
+    }
+}
