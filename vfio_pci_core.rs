@@ -300,6 +300,8 @@ pub(crate) struct PciCore<D: PciDevice> {
     reset_cfg: ConfigSpace,
     /// Where the MSI-X table and PBA are, if the device has MSI-X.
     msix: Option<MsixLayout>,
+    /// The configuration space layout's fingerprint, for migration.
+    cfg_fp: u32,
     /// A spinlock, not a mutex: every access under it is a few loads and
     /// stores of emulated registers, and a sleeping lock's bookkeeping
     /// costs more than the work it guards.
@@ -323,9 +325,11 @@ impl<D: PciDevice> PciCore<D> {
         let cfg = dev.config().map_err(kerr)?;
         let bars = core::array::from_fn(|i| dev.bar(i));
         let msix = cfg.msix_layout();
+        let cfg_fp = cfg.layout_fingerprint();
         Ok(try_pin_init!(Self {
             bars,
             msix,
+            cfg_fp,
             reset_cfg: cfg.clone(),
             inner <- new_spinlock!(Inner {
                 ctx: Ctx { cfg, irqs: Irqs::new() },
@@ -493,8 +497,11 @@ impl<D: PciDevice> PciCore<D> {
         let mut hdr = [0u8; IRQ_SET_MINSZ];
         UserBuf::new(arg, IRQ_SET_MINSZ).read(&mut hdr)?;
         let s = check_set(&hdr, |i| self.irq_info(i).map_or(0, |x| x.count)).map_err(kerr)?;
-        let mut data = KVec::from_elem(0u8, s.data_size, GFP_KERNEL)?;
-        UserBuf::new(arg.wrapping_add(IRQ_SET_MINSZ), s.data_size).read(&mut data)?;
+        // At most one 4-byte eventfd per vector: no allocation needed.
+        let mut buf = [0u8; 4 * VECTORS];
+        let data = buf.get_mut(..s.data_size).ok_or(EINVAL)?;
+        UserBuf::new(arg.wrapping_add(IRQ_SET_MINSZ), s.data_size).read(data)?;
+        let data = &*data;
         let (start, count) = (s.start as usize, s.count as usize);
         let fd_at = |i: usize| -> Result<i32> {
             let b = data.get(4 * i..4 * i + 4).ok_or(EINVAL)?;

@@ -66,6 +66,9 @@ struct FileData {
     /// Bytes of `buf` (resuming) already checked as complete records, so
     /// each write checks only what is new.
     checked: usize,
+    /// What the checks found: the last state record's payload, and the
+    /// bytes of a record still arriving.
+    got: mig::Received,
 }
 
 /// A migration data file: a saving file is read, a resuming file written.
@@ -100,6 +103,10 @@ impl MigFile {
                     precopy,
                     broken: false,
                     checked: 0,
+                    got: mig::Received {
+                        state: None,
+                        partial: 0,
+                    },
                 }),
             }),
             GFP_KERNEL,
@@ -174,6 +181,10 @@ impl DataFileOps for MigFile {
         let from = d.checked;
         match mig::check_stream(d.buf.get(from..).unwrap_or(&[]), &self.id()) {
             Ok(got) => {
+                if let Some((start, end)) = got.state {
+                    d.got.state = Some((start + from, end + from));
+                }
+                d.got.partial = got.partial;
                 d.checked = d.buf.len() - got.partial;
                 Ok(input.len())
             }
@@ -239,7 +250,12 @@ impl<D: PciDevice> PciCore<D> {
         }
         if r.state {
             w.record(mig::KIND_STATE, &id, |w| {
-                w.section(mig::TAG_CONFIG, |w| w.bytes(g.ctx.cfg.bytes()))?;
+                // The layout's fingerprint, then only the bytes that can
+                // change: the target has the same layout or refuses.
+                w.section(mig::TAG_CONFIG, |w| {
+                    w.u32(self.cfg_fp)?;
+                    g.ctx.cfg.changeable_bytes().try_for_each(|b| w.u8(b))
+                })?;
                 w.section(mig::TAG_IRQ, |w| w.u8(g.ctx.irqs.asserted.into()))?;
                 self.dev.save(&g.dev, w)
             })?;
@@ -276,8 +292,13 @@ impl<D: PciDevice> PciCore<D> {
         if d.broken {
             return Err(EINVAL);
         }
-        let s = mig::final_state(&d.buf, &self.mig_id()).map_err(kerr)?;
-        let cfg = s.get(mig::TAG_CONFIG).map_err(kerr)?;
+        // Every byte was checked as it arrived.
+        let s = mig::sections(&d.buf, d.got).map_err(kerr)?;
+        let mut cfg = mig::Reader::new(s.get(mig::TAG_CONFIG).map_err(kerr)?);
+        if cfg.u32().map_err(kerr)? != self.cfg_fp {
+            return Err(EINVAL);
+        }
+        let cfg = cfg.bytes(cfg.remaining()).map_err(kerr)?;
         let mut irq = mig::Reader::new(s.get(mig::TAG_IRQ).map_err(kerr)?);
         let asserted = irq.bool().map_err(kerr)?;
         irq.finish().map_err(kerr)?;
@@ -286,9 +307,9 @@ impl<D: PciDevice> PciCore<D> {
         // Everything is checked before anything changes: the configuration
         // space first (without changing it), then the device's own sections
         // (the hook checks all before it applies any).
-        ctx.cfg.check_restore(cfg).map_err(kerr)?;
+        ctx.cfg.check_changeable(cfg).map_err(kerr)?;
         self.dev.load(dev, &s).map_err(kerr)?;
-        ctx.cfg.restore(cfg).map_err(kerr)?;
+        ctx.cfg.restore_changeable(cfg).map_err(kerr)?;
         ctx.irqs.asserted = asserted;
         // An edge held back before the load belonged to the old state.
         ctx.irqs.held = false;

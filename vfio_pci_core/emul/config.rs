@@ -795,10 +795,11 @@ impl ConfigSpace {
         let r = self.range(off, out.len())?;
         // Stored bytes first; extended space past them reads zero.
         let stored = r.start.min(CFG_SIZE)..r.end.min(CFG_SIZE);
-        let n = stored.len();
-        let (head, tail) = out.split_at_mut(n);
-        head.copy_from_slice(self.val.get(stored).ok_or(Errno::Inval)?);
-        tail.fill(0);
+        let src = self.val.get(stored).ok_or(Errno::Inval)?;
+        let mut src = src.iter();
+        for b in out.iter_mut() {
+            *b = src.next().copied().unwrap_or(0);
+        }
         Ok(())
     }
 
@@ -843,45 +844,70 @@ impl ConfigSpace {
         Ok(())
     }
 
-    /// The current values, for the migration stream.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.val
-    }
-
-    /// Loads values saved (with [`Self::bytes`]) from a configuration space
-    /// built the same way, as a migration target does.
-    ///
-    /// Only bits the guest or the device can change may differ: writable and
-    /// write-1-to-clear bits, and the interrupt status bit. A read-only bit
-    /// that differs means the source was another device (other IDs, BARs or
-    /// capabilities): `EINVAL`, and nothing changes.
-    pub(crate) fn restore(&mut self, saved: &[u8]) -> EResult {
-        self.check_restore(saved)?;
-        self.val.copy_from_slice(saved);
-        Ok(())
-    }
-
-    /// Whether [`Self::restore`] would take `saved`, without changing
-    /// anything.
-    pub(crate) fn check_restore(&self, saved: &[u8]) -> EResult {
-        if saved.len() != self.val.len() {
-            return Err(Errno::Inval);
-        }
-        let device_owned = |i: usize| {
-            if i == reg::STATUS {
-                reg::STATUS_INTERRUPT as u8
-            } else {
-                0
-            }
+    /// The bits of byte `i` that may differ from their reset value: the
+    /// guest's (writable, write-1-to-clear) and the device's own (the
+    /// interrupt status bit).
+    fn changeable(&self, i: usize) -> u8 {
+        let owned = if i == reg::STATUS {
+            reg::STATUS_INTERRUPT as u8
+        } else {
+            0
         };
-        let fixed_differs = saved.iter().enumerate().any(|(i, &b)| {
-            let free = self.write[i] | self.rw1c[i] | device_owned(i);
-            (b ^ self.val[i]) & !free != 0
-        });
-        if fixed_differs {
-            return Err(Errno::Inval);
+        let w = self.write.get(i).copied().unwrap_or(0);
+        let c = self.rw1c.get(i).copied().unwrap_or(0);
+        w | c | owned
+    }
+
+    /// A fingerprint of everything that cannot change: the fixed bits'
+    /// values and every permission mask. Two spaces built the same way (same
+    /// IDs, BARs and capabilities) have the same one; a migration target
+    /// compares it instead of the bytes themselves.
+    pub(crate) fn layout_fingerprint(&self) -> u32 {
+        let mut crc = super::mig::Crc32::new();
+        for i in 0..CFG_SIZE {
+            let fixed = self.val.get(i).copied().unwrap_or(0) & !self.changeable(i);
+            crc.update(&[fixed]);
+        }
+        crc.update(&self.write);
+        crc.update(&self.rw1c);
+        crc.update(&(self.size as u32).to_le_bytes());
+        crc.finish()
+    }
+
+    /// The bytes that can change (see [`Self::changeable`]), in offset
+    /// order: what a migration stream carries of configuration space. The
+    /// rest is the layout, which the target has too.
+    pub(crate) fn changeable_bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..CFG_SIZE)
+            .filter(|&i| self.changeable(i) != 0)
+            .map(|i| self.val.get(i).copied().unwrap_or(0))
+    }
+
+    /// Loads what [`Self::changeable_bytes`] gave on a source with the same
+    /// layout: each byte's changeable bits are taken, the others stay.
+    /// `EINVAL`, changing nothing, if `saved` has another length.
+    pub(crate) fn restore_changeable(&mut self, saved: &[u8]) -> EResult {
+        self.check_changeable(saved)?;
+        let mut s = saved.iter();
+        for i in 0..CFG_SIZE {
+            let m = self.changeable(i);
+            if m == 0 {
+                continue;
+            }
+            if let (Some(v), Some(&d)) = (self.val.get_mut(i), s.next()) {
+                *v = (*v & !m) | (d & m);
+            }
         }
         Ok(())
+    }
+
+    /// Whether [`Self::restore_changeable`] would take `saved`.
+    pub(crate) fn check_changeable(&self, saved: &[u8]) -> EResult {
+        if saved.len() == self.changeable_bytes().count() {
+            Ok(())
+        } else {
+            Err(Errno::Inval)
+        }
     }
 
     /// A little-endian 16-bit register.
@@ -923,7 +949,7 @@ mod tests {
     }
 
     #[test]
-    fn restore_takes_guest_bits_and_refuses_another_layout() {
+    fn changeable_bytes_move_state_and_the_fingerprint_the_layout() {
         let mut a = serial_like();
         a.add_pm(0x50);
         a.write(reg::BAR0, &0xc040u32.to_le_bytes()).unwrap();
@@ -931,22 +957,36 @@ mod tests {
         a.write(reg::INT_LINE, &[11]).unwrap();
         a.write(0x54, &[3, 0]).unwrap();
         a.set_status_bits(reg::STATUS_INTERRUPT, true);
+        let mut buf = [0u8; CFG_SIZE];
+        let mut n = 0;
+        for (d, b) in buf.iter_mut().zip(a.changeable_bytes()) {
+            *d = b;
+            n += 1;
+        }
+        let saved = &buf[..n];
+        assert!(saved.len() < 64, "only what can change travels");
         let mut b = serial_like();
         b.add_pm(0x50);
-        b.restore(a.bytes()).unwrap();
-        assert_eq!(b.bytes(), a.bytes());
+        assert_eq!(b.layout_fingerprint(), a.layout_fingerprint());
+        b.restore_changeable(saved).unwrap();
+        assert_eq!(b.val, a.val);
         assert_eq!(b.power_state(), Some(3));
         assert_eq!(rd32(&b, reg::BAR0), 0xc041);
-        // No PM capability on the target: the capability list differs.
-        let mut c = serial_like();
-        let before = c.bytes().to_vec();
-        assert_eq!(c.restore(a.bytes()), Err(Errno::Inval));
-        assert_eq!(c.bytes(), &before[..]);
-        // Another device ID.
+        assert_eq!(b.restore_changeable(&saved[1..]), Err(Errno::Inval));
+        // Another layout: no PM capability, another device ID, a bigger BAR.
+        let c = serial_like();
+        assert_ne!(c.layout_fingerprint(), a.layout_fingerprint());
         let mut d = a.clone();
         d.set(reg::DEVICE_ID, 2, 0x1234);
-        assert_eq!(b.restore(d.bytes()), Err(Errno::Inval));
-        assert_eq!(b.restore(&a.bytes()[..64]), Err(Errno::Inval));
+        assert_ne!(d.layout_fingerprint(), a.layout_fingerprint());
+        let mut e = serial_like();
+        e.add_pm(0x50);
+        e.set_bar(0, Bar::Io(16));
+        assert_ne!(e.layout_fingerprint(), a.layout_fingerprint());
+        // The guest's changes do not move the fingerprint.
+        let mut f = a.clone();
+        f.write(reg::COMMAND, &[0, 0]).unwrap();
+        assert_eq!(f.layout_fingerprint(), a.layout_fingerprint());
     }
 
     fn rd32(c: &ConfigSpace, off: usize) -> u32 {

@@ -189,17 +189,55 @@ pub(crate) const TAG_DEVICE: u16 = 0x100;
 /// the limit bounds what a user can make the kernel hold.
 pub(crate) const MAX_STREAM: usize = 64 * 1024;
 
-/// The CRC-32 (IEEE 802.3, reflected, as zlib computes it) of `data`.
-pub(crate) fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xedb8_8320 & mask);
+/// The CRC-32 table (IEEE 802.3 polynomial, reflected), built at compile
+/// time: one lookup per byte instead of eight shifts.
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// A running CRC-32 (IEEE 802.3, reflected, as zlib computes it).
+pub(crate) struct Crc32(u32);
+
+impl Crc32 {
+    /// A CRC over nothing yet.
+    pub(crate) const fn new() -> Self {
+        Self(!0)
+    }
+
+    /// Adds `data`.
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 = CRC_TABLE[((self.0 ^ u32::from(b)) & 0xff) as usize] ^ (self.0 >> 8);
         }
     }
-    !crc
+
+    /// The CRC of everything added.
+    pub(crate) fn finish(&self) -> u32 {
+        !self.0
+    }
+}
+
+/// The CRC-32 of `data`.
+pub(crate) fn crc32(data: &[u8]) -> u32 {
+    let mut c = Crc32::new();
+    c.update(data);
+    c.finish()
 }
 
 /// Who a stream belongs to: it loads only into a device with the same.
@@ -543,12 +581,12 @@ pub(crate) fn check_stream(buf: &[u8], id: &Identity<'_>) -> EResult<Received> {
     Ok(Received { state, partial: 0 })
 }
 
-/// The sections of the complete stream `buf` to load, checked against `id`.
+/// The sections to load from `buf`, all of which [`check_stream`] has
+/// checked (possibly in parts, with `got` gathering the results).
 ///
-/// `EINVAL` if the stream is malformed, stops in the middle of a record or
-/// has no state record. With several state records the last one counts.
-pub(crate) fn final_state<'a>(buf: &'a [u8], id: &Identity<'_>) -> EResult<Sections<'a>> {
-    let got = check_stream(buf, id)?;
+/// `EINVAL` if the stream stops in the middle of a record or has no state
+/// record. With several state records the last one counts.
+pub(crate) fn sections(buf: &[u8], got: Received) -> EResult<Sections<'_>> {
     match got {
         Received {
             state: Some((start, end)),
@@ -558,6 +596,14 @@ pub(crate) fn final_state<'a>(buf: &'a [u8], id: &Identity<'_>) -> EResult<Secti
         }),
         _ => Err(Errno::Inval),
     }
+}
+
+/// The sections of the complete stream `buf` to load, checked against `id`
+/// in one go (the kernel checks as writes arrive, then calls [`sections`]).
+#[cfg(test)]
+pub(crate) fn final_state<'a>(buf: &'a [u8], id: &Identity<'_>) -> EResult<Sections<'a>> {
+    let got = check_stream(buf, id)?;
+    sections(buf, got)
 }
 
 #[cfg(test)]
