@@ -66,6 +66,10 @@ impl PciDevice for Serial {
         card::bar(self.ports, self.express, index)
     }
 
+    fn bar_memory(&self, index: usize) -> Option<core::ops::Range<u64>> {
+        card::bar_memory(self.express, index)
+    }
+
     fn bar_read(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &mut [u8]) {
         let n = state.ports.len();
         if let Some(port) = state.ports.get_mut(bar) {

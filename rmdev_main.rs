@@ -62,12 +62,14 @@ impl kernel::Module for Rmdev {
 
 #[kunit_tests(rmdev_core)]
 mod tests {
+    use crate::ffi::mem::SharedPage;
     use crate::mdev_parent::uart::{off, Uart};
     use crate::sysfs::pool::Pool;
     use crate::vfio_pci_core::emul::{
         config::{reg, Bar, ConfigSpace},
         region,
     };
+    use kernel::page::PAGE_SIZE;
 
     #[test]
     fn bar_sizing_in_kernel() {
@@ -110,6 +112,27 @@ mod tests {
             assert_eq!(u.read(off::RBR_THR_DLL), b);
         }
         assert_eq!(u.stats().overruns, 0);
+    }
+
+    #[test]
+    fn shared_page_in_kernel() {
+        let Ok(p) = SharedPage::new() else {
+            // No memory: nothing to check.
+            return;
+        };
+        let mut b = [0xffu8; 4];
+        // Allocated zeroed.
+        assert!(p.read(PAGE_SIZE - 4, &mut b).is_ok());
+        assert_eq!(b, [0; 4]);
+        assert!(p.write(PAGE_SIZE - 2, &[1, 2]).is_ok());
+        assert!(p.read(PAGE_SIZE - 4, &mut b).is_ok());
+        assert_eq!(b, [0, 0, 1, 2]);
+        // Across the end, and an offset that wraps.
+        assert!(p.write(PAGE_SIZE - 1, &[1, 2]).is_err());
+        assert!(p.read(usize::MAX, &mut b).is_err());
+        p.zero();
+        assert!(p.read(PAGE_SIZE - 4, &mut b).is_ok());
+        assert_eq!(b, [0; 4]);
     }
 
     #[test]

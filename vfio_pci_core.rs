@@ -14,22 +14,28 @@ mod migration;
 
 use crate::ffi::{
     eventfd::EventFd,
+    mem::{Mapping, SharedPage},
     vfio::{self, IrqfdHandler, IrqfdSlot, UserBuf},
 };
+use core::ops::Range;
 use emul::{
     config::{reg, Bar, ConfigSpace, MsixLayout},
     irq::{check_set, IrqAction, IrqData, IrqInfo},
     mig::{Sections, Writer},
-    region,
+    region::{self, Area, MAX_AREAS},
     uapi::*,
     EResult, Errno,
 };
 use kernel::{
     new_mutex, new_spinlock,
+    page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
     sync::{Mutex, SpinLock},
 };
 use migration::MigCtl;
+
+// The library lists the areas of a region through the VFIO adapter.
+const _: () = assert!(MAX_AREAS <= vfio::SPARSE_AREAS);
 
 // The uAPI numbers of the kernel-free model must be the C headers' numbers.
 macro_rules! same_as_c {
@@ -47,6 +53,7 @@ same_as_c!(
     VFIO_DEVICE_FLAGS_PCI,
     VFIO_REGION_INFO_FLAG_READ,
     VFIO_REGION_INFO_FLAG_WRITE,
+    VFIO_REGION_INFO_FLAG_MMAP,
     VFIO_IRQ_INFO_EVENTFD,
     VFIO_IRQ_INFO_MASKABLE,
     VFIO_IRQ_INFO_AUTOMASKED,
@@ -100,6 +107,17 @@ pub(crate) trait PciDevice: Send + Sync + Sized + 'static {
     /// The number of MSI vectors the device offers (0 for none).
     fn msi_vectors(&self) -> u32 {
         0
+    }
+
+    /// Plain memory in BAR `bar`: a range of the BAR that behaves as RAM,
+    /// page aligned at both ends and clear of the MSI-X table's and PBA's
+    /// pages (or the device's creation fails with `EINVAL`). The library
+    /// backs it with zeroed pages: it serves the range's reads and writes
+    /// itself (the BAR hooks never see them), lets userspace `mmap()` it,
+    /// zeroes it on reset and carries it in the migration stream. Asked
+    /// once, when the device is created.
+    fn bar_memory(&self, _bar: usize) -> Option<Range<u64>> {
+        None
     }
 
     /// A guest read of `data.len()` bytes at `off` of BAR `bar`. The library
@@ -284,6 +302,69 @@ impl Ctx {
     }
 }
 
+/// A BAR's plain memory (see [`PciDevice::bar_memory`]).
+///
+/// The pages are fixed when the device is created. Region accesses and reset
+/// touch them under the library's lock; userspace may write them at any time
+/// through a mapping, which the lock cannot order, as with real device memory.
+struct BarMemory {
+    /// Where the memory is in the BAR.
+    range: Range<u64>,
+    /// The pages backing it, in order.
+    pages: KVec<SharedPage>,
+}
+
+impl BarMemory {
+    /// Memory for `range` of a BAR, zeroed.
+    fn new(range: Range<u64>) -> Result<Self> {
+        let n = usize::try_from(range.end - range.start).map_err(|_| EINVAL)? / PAGE_SIZE;
+        let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            pages.push(SharedPage::new()?, GFP_KERNEL)?;
+        }
+        Ok(Self { range, pages })
+    }
+
+    /// The memory's size in bytes.
+    fn len(&self) -> usize {
+        self.pages.len() * PAGE_SIZE
+    }
+
+    /// Reads (or writes) `buf` at `off` bytes into the memory, page by page.
+    fn access(&self, off: u64, buf: &mut [u8], write: bool) -> Result {
+        let mut off = usize::try_from(off).map_err(|_| EINVAL)?;
+        let mut done = 0;
+        while done < buf.len() {
+            let page = self.pages.get(off / PAGE_SIZE).ok_or(EINVAL)?;
+            let at = off % PAGE_SIZE;
+            let n = (PAGE_SIZE - at).min(buf.len() - done);
+            let chunk = buf.get_mut(done..done + n).ok_or(EINVAL)?;
+            if write {
+                page.write(at, chunk)?;
+            } else {
+                page.read(at, chunk)?;
+            }
+            done += n;
+            off += n;
+        }
+        Ok(())
+    }
+
+    /// Zeroes the memory.
+    fn zero(&self) {
+        self.pages.iter().for_each(SharedPage::zero);
+    }
+}
+
+/// Where a part of a BAR that the device does not serve is served from.
+#[derive(Clone, Copy)]
+enum Part {
+    /// Reads return this byte, writes are dropped (the MSI-X table and PBA).
+    Fill(u8),
+    /// The BAR's plain memory.
+    Memory,
+}
+
 /// The library's state behind its lock.
 struct Inner<S> {
     ctx: Ctx,
@@ -302,6 +383,8 @@ pub(crate) struct PciCore<D: PciDevice> {
     msix: Option<MsixLayout>,
     /// The configuration space layout's fingerprint, for migration.
     cfg_fp: u32,
+    /// Each BAR's plain memory, if it has any.
+    memory: [Option<BarMemory>; 6],
     /// A spinlock, not a mutex: every access under it is a few loads and
     /// stores of emulated registers, and a sleeping lock's bookkeeping
     /// costs more than the work it guards.
@@ -323,12 +406,32 @@ impl<D: PciDevice> PciCore<D> {
     /// A device `dev` with initial state `state`.
     pub(crate) fn new(dev: D, state: D::State) -> Result<impl PinInit<Self, Error>> {
         let cfg = dev.config().map_err(kerr)?;
-        let bars = core::array::from_fn(|i| dev.bar(i));
+        let bars: [Bar; 6] = core::array::from_fn(|i| dev.bar(i));
         let msix = cfg.msix_layout();
         let cfg_fp = cfg.layout_fingerprint();
+        let mut memory = [const { None }; 6];
+        for (i, slot) in memory.iter_mut().enumerate() {
+            let Some(range) = dev.bar_memory(i) else {
+                continue;
+            };
+            let hidden = msix.as_ref().map_or([0..0, 0..0], |l| {
+                [
+                    if l.table_bar == i {
+                        l.table.clone()
+                    } else {
+                        0..0
+                    },
+                    if l.pba_bar == i { l.pba.clone() } else { 0..0 },
+                ]
+            });
+            region::check_memory(&range, bars[i].size().into(), &hidden, PAGE_SIZE as u64)
+                .map_err(kerr)?;
+            *slot = Some(BarMemory::new(range)?);
+        }
         Ok(try_pin_init!(Self {
             bars,
             msix,
+            memory,
             cfg_fp,
             reset_cfg: cfg.clone(),
             inner <- new_spinlock!(Inner {
@@ -367,6 +470,23 @@ impl<D: PciDevice> PciCore<D> {
             VFIO_PCI_ROM_REGION_INDEX | VFIO_PCI_VGA_REGION_INDEX => Some(0),
             _ => None,
         }
+    }
+
+    /// The parts of region `index` userspace may map: a BAR's memory.
+    fn areas(&self, index: u32) -> [Option<Area>; MAX_AREAS] {
+        let mut out = [None; MAX_AREAS];
+        if let Some(Some(m)) = self.memory.get(index as usize) {
+            out[0] = Some(Area {
+                offset: m.range.start,
+                size: m.range.end - m.range.start,
+            });
+        }
+        out
+    }
+
+    /// Every BAR's plain memory, in BAR order.
+    fn memories(&self) -> impl Iterator<Item = &BarMemory> {
+        self.memory.iter().flatten()
     }
 
     fn irq_info(&self, index: u32) -> Option<IrqInfo> {
@@ -420,7 +540,7 @@ impl<D: PciDevice> PciCore<D> {
                 }
             }
             0..=VFIO_PCI_BAR5_REGION_INDEX => {
-                self.bar_access(ctx, dev, a.index as usize, a.offset, buf, write)
+                self.bar_access(ctx, dev, a.index as usize, a.offset, buf, write)?
             }
             _ => return Err(EINVAL),
         }
@@ -429,7 +549,8 @@ impl<D: PciDevice> PciCore<D> {
 
     /// An access to BAR `bar`. The MSI-X table and PBA are userspace's to
     /// emulate, as with vfio-pci: in the region they read all ones (table)
-    /// and zero (PBA) and ignore writes; every other byte goes to the device.
+    /// and zero (PBA) and ignore writes. The BAR's plain memory, if any, is
+    /// served from its pages; every other byte goes to the device.
     fn bar_access(
         &self,
         ctx: &mut Ctx,
@@ -438,53 +559,62 @@ impl<D: PciDevice> PciCore<D> {
         off: u64,
         buf: &mut [u8],
         write: bool,
-    ) {
-        let hidden: [(Option<&core::ops::Range<u64>>, u8); 2] = match &self.msix {
-            Some(l) => [
-                ((l.table_bar == bar).then_some(&l.table), 0xff),
-                ((l.pba_bar == bar).then_some(&l.pba), 0),
-            ],
-            None => [(None, 0), (None, 0)],
+    ) -> Result {
+        let memory = self.memory.get(bar).and_then(Option::as_ref);
+        let (table, pba) = match &self.msix {
+            Some(l) => (
+                (l.table_bar == bar).then_some(&l.table),
+                (l.pba_bar == bar).then_some(&l.pba),
+            ),
+            None => (None, None),
         };
-        if hidden.iter().all(|(r, _)| r.is_none()) {
+        let parts: [(Option<&Range<u64>>, Part); 3] = [
+            (table, Part::Fill(0xff)),
+            (pba, Part::Fill(0)),
+            (memory.map(|m| &m.range), Part::Memory),
+        ];
+        if parts.iter().all(|(r, _)| r.is_none()) {
             if write {
                 D::bar_write(dev, ctx, bar, off, buf);
             } else {
                 D::bar_read(dev, ctx, bar, off, buf);
             }
-            return;
+            return Ok(());
         }
-        // Split the access into runs that are all hidden or all device.
+        // Split the access into runs that each lie in one part or in none.
         let mut done = 0;
         while done < buf.len() {
             let pos = off.saturating_add(done as u64);
             let left = (buf.len() - done) as u64;
-            let inside = hidden
-                .iter()
-                .find_map(|(r, fill)| r.filter(|r| r.contains(&pos)).map(|r| (r.end, *fill)));
-            let (end, fill) = match inside {
-                Some((end, fill)) => (end, Some(fill)),
+            let inside = parts.iter().find_map(|(r, part)| {
+                r.filter(|r| r.contains(&pos))
+                    .map(|r| (r.start, r.end, *part))
+            });
+            let (start, end, part) = match inside {
+                Some((start, end, part)) => (start, end, Some(part)),
                 None => {
-                    let next = hidden
+                    let next = parts
                         .iter()
                         .filter_map(|(r, _)| r.map(|r| r.start).filter(|&st| st > pos))
                         .min()
                         .unwrap_or(u64::MAX);
-                    (next, None)
+                    (pos, next, None)
                 }
             };
             let n = (end - pos).min(left) as usize;
-            let Some(chunk) = buf.get_mut(done..done + n) else {
-                return;
-            };
-            match (fill, write) {
-                (Some(_), true) => {}
-                (Some(f), false) => chunk.fill(f),
+            let chunk = buf.get_mut(done..done + n).ok_or(EINVAL)?;
+            match (part, write) {
+                (Some(Part::Fill(_)), true) => {}
+                (Some(Part::Fill(f)), false) => chunk.fill(f),
+                (Some(Part::Memory), _) => {
+                    memory.ok_or(EINVAL)?.access(pos - start, chunk, write)?;
+                }
                 (None, true) => D::bar_write(dev, ctx, bar, pos, chunk),
                 (None, false) => D::bar_read(dev, ctx, bar, pos, chunk),
             }
             done += n;
         }
+        Ok(())
     }
 
     /// `VFIO_DEVICE_SET_IRQS`, with vfio-pci's semantics index by index
@@ -731,6 +861,7 @@ impl<D: PciDevice> PciCore<D> {
         ctx.irqs.intx_masked = false;
         ctx.irqs.asserted = false;
         ctx.irqs.held = false;
+        self.memories().for_each(BarMemory::zero);
         D::reset(dev, ctx);
     }
 }
@@ -836,16 +967,45 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
 
     fn region_info(&self, index: u32) -> Result<vfio::RegionInfo> {
         let size = self.region_size(index).ok_or(EINVAL)?;
-        let flags = if size > 0 {
+        let mut flags = if size > 0 {
             VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
         } else {
             0
         };
+        let mut sparse = [None; vfio::SPARSE_AREAS];
+        for (slot, a) in sparse
+            .iter_mut()
+            .zip(self.areas(index).into_iter().flatten())
+        {
+            *slot = Some((a.offset, a.size));
+            flags |= VFIO_REGION_INFO_FLAG_MMAP;
+        }
         Ok(vfio::RegionInfo {
             offset: region::index_to_offset(index),
             size,
             flags,
+            sparse,
         })
+    }
+
+    /// `mmap()` of the device file, with vfio-pci's contract: the mapping is
+    /// shared, lies entirely inside an area a region's sparse-mmap capability
+    /// lists, and gets that area's pages; anything else is `EINVAL`.
+    fn mmap(&self, map: &Mapping<'_>) -> Result {
+        if !map.shared() {
+            return Err(EINVAL);
+        }
+        let req = region::decode_mmap(map.pgoff(), map.len(), PAGE_SHIFT as u32, |i| self.areas(i))
+            .map_err(kerr)?;
+        let memory = self
+            .memory
+            .get(req.index as usize)
+            .and_then(Option::as_ref)
+            .ok_or(EINVAL)?;
+        let first = usize::try_from(req.area_offset).map_err(|_| EINVAL)? / PAGE_SIZE;
+        let count = usize::try_from(req.len).map_err(|_| EINVAL)? / PAGE_SIZE;
+        let end = first.checked_add(count).ok_or(EINVAL)?;
+        map.insert(memory.pages.get(first..end).ok_or(EINVAL)?)
     }
 
     fn migration_flags(&self) -> u32 {

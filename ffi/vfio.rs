@@ -10,7 +10,7 @@
 //! it as a boxed pointer set right after allocation and dropped from the
 //! `release` op, so the data lives exactly as long as the VFIO device.
 
-use super::bindings as vb;
+use super::{bindings as vb, mem::Mapping};
 use core::marker::PhantomData;
 use kernel::{
     bindings,
@@ -92,6 +92,9 @@ impl UserBuf {
     }
 }
 
+/// The most mappable areas [`RegionInfo`] can list.
+pub(crate) const SPARSE_AREAS: usize = 2;
+
 /// What `VFIO_DEVICE_GET_REGION_INFO` reports for a region.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RegionInfo {
@@ -101,7 +104,26 @@ pub(crate) struct RegionInfo {
     pub(crate) size: u64,
     /// `VFIO_REGION_INFO_FLAG_*`.
     pub(crate) flags: u32,
+    /// The parts of the region userspace may `mmap()`, as (offset, size)
+    /// pairs. If there is any, the region's information carries a
+    /// sparse-mmap capability (`VFIO_REGION_INFO_CAP_SPARSE_MMAP`) listing
+    /// them in order.
+    pub(crate) sparse: [Option<(u64, u64)>; SPARSE_AREAS],
 }
+
+/// `struct vfio_region_info_cap_sparse_mmap` with room for its areas.
+#[repr(C)]
+struct SparseCap {
+    header: vb::vfio_info_cap_header,
+    nr_areas: u32,
+    reserved: u32,
+    areas: [vb::vfio_region_sparse_mmap_area; SPARSE_AREAS],
+}
+
+// The areas follow the C struct's fixed part exactly.
+const _: () = assert!(
+    core::mem::offset_of!(SparseCap, areas) == size_of::<vb::vfio_region_info_cap_sparse_mmap>()
+);
 
 /// The operations of a VFIO device, called by the VFIO core.
 ///
@@ -133,6 +155,11 @@ pub(crate) trait VfioOps: Sized + Send + Sync {
 
     /// Region `index` for `VFIO_DEVICE_GET_REGION_INFO`, which the core owns.
     fn region_info(&self, index: u32) -> Result<RegionInfo>;
+
+    /// `mmap()` of the device file: checks the request and maps its pages.
+    fn mmap(&self, _map: &Mapping<'_>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
     /// The core asks userspace to release the device (the `count`th time).
     fn request(&self, _count: u32) {
@@ -205,7 +232,7 @@ impl<T: VfioOps> VTable<T> {
         write: Some(write::<T>),
         ioctl: Some(ioctl::<T>),
         get_region_info_caps: Some(get_region_info_caps::<T>),
-        mmap: None,
+        mmap: if T::HAS_MMAP { Some(mmap::<T>) } else { None },
         request: if T::HAS_REQUEST {
             Some(request::<T>)
         } else {
@@ -618,7 +645,7 @@ unsafe extern "C" fn ioctl<T: VfioOps>(
 unsafe extern "C" fn get_region_info_caps<T: VfioOps>(
     vdev: *mut vb::vfio_device,
     info: *mut vb::vfio_region_info,
-    _caps: *mut vb::vfio_info_cap,
+    caps: *mut vb::vfio_info_cap,
 ) -> c_int {
     // SAFETY: Registered devices have their data set until release.
     let d = unsafe { data::<T>(vdev) };
@@ -629,8 +656,53 @@ unsafe extern "C" fn get_region_info_caps<T: VfioOps>(
         info.offset = r.offset;
         info.size = r.size;
         info.flags = r.flags;
+        let mut cap = SparseCap {
+            header: vb::vfio_info_cap_header {
+                id: vb::VFIO_REGION_INFO_CAP_SPARSE_MMAP as u16,
+                version: 1,
+                next: 0,
+            },
+            nr_areas: 0,
+            reserved: 0,
+            areas: [const { vb::vfio_region_sparse_mmap_area { offset: 0, size: 0 } };
+                SPARSE_AREAS],
+        };
+        let mut n = 0;
+        for (slot, (offset, size)) in cap.areas.iter_mut().zip(r.sparse.iter().flatten()) {
+            *slot = vb::vfio_region_sparse_mmap_area {
+                offset: *offset,
+                size: *size,
+            };
+            n += 1;
+        }
+        if n > 0 {
+            cap.nr_areas = n as u32;
+            let len = size_of::<vb::vfio_region_info_cap_sparse_mmap>()
+                + n * size_of::<vb::vfio_region_sparse_mmap_area>();
+            // SAFETY: `caps` is the core's capability chain for this call;
+            // `cap` is a `vfio_region_info_cap_sparse_mmap` followed by its
+            // areas, valid for reads of `len` bytes (at most its size). The
+            // core copies the bytes, so `cap` need not outlive the call.
+            to_result(unsafe { vb::vfio_info_add_capability(caps, &raw mut cap.header, len) })?;
+        }
         Ok(0)
     })
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours, from the device
+/// file's `mmap` file operation, with `vma` undergoing its initial setup.
+unsafe extern "C" fn mmap<T: VfioOps>(
+    vdev: *mut vb::vfio_device,
+    vma: *mut bindings::vm_area_struct,
+) -> c_int {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    // SAFETY: The core calls this op from `f_ops->mmap()` of the device file,
+    // while `vma` is being set up, for the duration of the call.
+    let map = unsafe { Mapping::from_raw(vma) };
+    from_result(|| d.mmap(&map).map(|()| 0))
 }
 
 /// # Safety

@@ -7,8 +7,8 @@
 //! I/O BAR per port, MSI at 0x40 and power management at 0x50. The PCI
 //! Express variant adds what a PCI Express function has: a PCI Express
 //! capability (with Function Level Reset) and 4 KiB of configuration space,
-//! MSI-X with its table and PBA in a memory BAR, and a vendor-specific
-//! capability naming the card.
+//! MSI-X with its table and PBA in a memory BAR that also holds a page of
+//! mappable scratch memory, and a vendor-specific capability naming the card.
 
 use crate::vfio_pci_core::emul::{
     config::{reg, Bar, ConfigSpace},
@@ -29,10 +29,14 @@ pub(crate) const MSIX_CAP: usize = 0xa0;
 pub(crate) const VNDR_CAP: usize = 0xb0;
 /// One port per 8-byte I/O BAR.
 pub(crate) const PORT_BAR_SIZE: u32 = 8;
-/// The MSI-X BAR: the table at 0, the PBA at 2 KiB.
+/// The MSI-X BAR: the table at 0 and the PBA at 2 KiB in its first page,
+/// then a page of scratch memory.
 pub(crate) const MSIX_BAR: usize = 2;
-pub(crate) const MSIX_BAR_SIZE: u32 = 4096;
+pub(crate) const MSIX_BAR_SIZE: u32 = 8192;
 pub(crate) const MSIX_PBA: u32 = 0x800;
+/// The scratch memory in the MSI-X BAR: plain RAM the library backs with a
+/// page, which userspace may map (it shares no page with the table or PBA).
+pub(crate) const SCRATCH: core::ops::Range<u64> = 0x1000..0x2000;
 /// MSI-X vectors: the ports' interrupt is vector 0; vector 1 is spare, so
 /// userspace can exercise ranges.
 pub(crate) const MSIX_VECTORS: u16 = 2;
@@ -48,6 +52,12 @@ pub(crate) fn bar(ports: usize, express: bool, index: usize) -> Bar {
     } else {
         Bar::None
     }
+}
+
+/// The plain memory in BAR `index` of a card: the PCI Express variant's
+/// scratch page.
+pub(crate) fn bar_memory(express: bool, index: usize) -> Option<core::ops::Range<u64>> {
+    (express && index == MSIX_BAR).then_some(SCRATCH)
 }
 
 /// The card's configuration space at reset.
@@ -115,9 +125,27 @@ mod tests {
         assert_eq!(l.vectors, u32::from(MSIX_VECTORS));
         assert_eq!((l.table_bar, l.pba_bar), (MSIX_BAR, MSIX_BAR));
         assert!(l.table.end <= u64::from(MSIX_PBA));
-        assert!(l.pba.end <= u64::from(MSIX_BAR_SIZE));
+        assert!(l.pba.end <= 0x1000);
         assert_eq!(bar(1, true, MSIX_BAR), Bar::Mem32(MSIX_BAR_SIZE));
         assert_eq!(bar(1, false, MSIX_BAR), Bar::None);
+        // The scratch page follows the page holding the table and PBA, and
+        // ends the BAR.
+        assert_eq!(bar_memory(true, MSIX_BAR), Some(0x1000..0x2000));
+        assert!(l.pba.end <= SCRATCH.start && SCRATCH.start.is_multiple_of(4096));
+        assert_eq!(SCRATCH.end, u64::from(MSIX_BAR_SIZE));
+        assert_eq!(
+            crate::vfio_pci_core::emul::region::check_memory(
+                &SCRATCH,
+                MSIX_BAR_SIZE.into(),
+                &[l.table.clone(), l.pba.clone()],
+                4096
+            ),
+            Ok(())
+        );
+        for i in 0..6 {
+            assert_eq!(bar_memory(false, i), None, "conventional: no memory");
+            assert_eq!(bar_memory(true, i).is_some(), i == MSIX_BAR);
+        }
         let mut v = [0u8; 8];
         x.read(VNDR_CAP + 3, &mut v[..VNDR_DATA.len()]).unwrap();
         assert_eq!(&v[..VNDR_DATA.len()], VNDR_DATA);

@@ -15,13 +15,14 @@
 use super::{
     emul::{
         mig::{self, Arc as Step, Identity, MigState, Writer},
-        EResult,
+        EResult, Errno,
     },
-    kerr, Inner, PciCore, PciDevice,
+    kerr, BarMemory, Inner, PciCore, PciDevice,
 };
 use crate::ffi::vfio::{DataFile, DataFileOps, UserBuf};
 use kernel::{
     bindings, new_mutex,
+    page::PAGE_SIZE,
     prelude::*,
     sync::{Arc, Mutex},
 };
@@ -257,6 +258,16 @@ impl<D: PciDevice> PciCore<D> {
                     g.ctx.cfg.changeable_bytes().try_for_each(|b| w.u8(b))
                 })?;
                 w.section(mig::TAG_IRQ, |w| w.u8(g.ctx.irqs.asserted.into()))?;
+                if self.memories().next().is_some() {
+                    // The pages are read under the lock, as region accesses
+                    // are; the guest is stopped, so nothing writes them.
+                    w.section(mig::TAG_BAR_MEMORY, |w| {
+                        for p in self.memories().flat_map(|m| m.pages.iter()) {
+                            w.fill(PAGE_SIZE, |b| p.read(0, b).map_err(|_| Errno::Inval))?;
+                        }
+                        Ok(())
+                    })?;
+                }
                 self.dev.save(&g.dev, w)
             })?;
         }
@@ -302,6 +313,21 @@ impl<D: PciDevice> PciCore<D> {
         let mut irq = mig::Reader::new(s.get(mig::TAG_IRQ).map_err(kerr)?);
         let asserted = irq.bool().map_err(kerr)?;
         irq.finish().map_err(kerr)?;
+        // The BARs' memory: exactly its size, or no section for a device
+        // without any.
+        let memory_len: usize = self.memories().map(BarMemory::len).sum();
+        let memory = if memory_len > 0 {
+            let m = s.get(mig::TAG_BAR_MEMORY).map_err(kerr)?;
+            if m.len() != memory_len {
+                return Err(EINVAL);
+            }
+            m
+        } else {
+            if s.count(mig::TAG_BAR_MEMORY..=mig::TAG_BAR_MEMORY) != 0 {
+                return Err(EINVAL);
+            }
+            &[]
+        };
         let mut g = self.inner.lock();
         let Inner { ctx, dev } = &mut *g;
         // Everything is checked before anything changes: the configuration
@@ -310,6 +336,10 @@ impl<D: PciDevice> PciCore<D> {
         ctx.cfg.check_changeable(cfg).map_err(kerr)?;
         self.dev.load(dev, &s).map_err(kerr)?;
         ctx.cfg.restore_changeable(cfg).map_err(kerr)?;
+        let pages = self.memories().flat_map(|m| m.pages.iter());
+        for (p, data) in pages.zip(memory.chunks(PAGE_SIZE)) {
+            p.write(0, data)?;
+        }
         ctx.irqs.asserted = asserted;
         // An edge held back before the load belonged to the old state.
         ctx.irqs.held = false;

@@ -183,6 +183,8 @@ pub(crate) const HEADER_SIZE: usize = 20;
 pub(crate) const TAG_CONFIG: u16 = 1;
 /// Section tag: the library's interrupt state.
 pub(crate) const TAG_IRQ: u16 = 2;
+/// Section tag: the plain memory of the device's BARs, in BAR order.
+pub(crate) const TAG_BAR_MEMORY: u16 = 3;
 /// The first section tag that belongs to the device.
 pub(crate) const TAG_DEVICE: u16 = 0x100;
 /// Largest stream a resuming file accepts. Streams are a few hundred bytes;
@@ -288,6 +290,18 @@ impl<'a> Writer<'a> {
             buf.get_mut(self.pos..end)
                 .ok_or(Errno::Inval)?
                 .copy_from_slice(data);
+        }
+        self.pos = end;
+        Ok(())
+    }
+
+    /// Appends `n` bytes that `f` writes in place (not called when
+    /// counting), for data that is not in a slice already. `EINVAL` if they
+    /// do not fit; `f`'s error if it fails.
+    pub(crate) fn fill(&mut self, n: usize, f: impl FnOnce(&mut [u8]) -> EResult) -> EResult {
+        let end = self.pos.checked_add(n).ok_or(Errno::Inval)?;
+        if let Some(buf) = self.buf.as_deref_mut() {
+            f(buf.get_mut(self.pos..end).ok_or(Errno::Inval)?)?;
         }
         self.pos = end;
         Ok(())
@@ -624,6 +638,25 @@ mod tests {
         })
         .unwrap();
         w.len()
+    }
+
+    #[test]
+    fn fill_writes_in_place_and_counts() {
+        let mut buf = [0u8; 6];
+        let mut w = Writer::new(&mut buf);
+        w.u8(1).unwrap();
+        w.fill(4, |b| {
+            b.copy_from_slice(&[2, 3, 4, 5]);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(w.fill(2, |_| panic!("does not fit")), Err(Errno::Inval));
+        assert_eq!(w.fill(0, |_| Err(Errno::Inval)), Err(Errno::Inval));
+        assert_eq!(w.len(), 5);
+        assert_eq!(buf, [1, 2, 3, 4, 5, 0]);
+        let mut c = Writer::counting();
+        c.fill(4096, |_| panic!("counting writes nothing")).unwrap();
+        assert_eq!(c.len(), 4096);
     }
 
     #[test]

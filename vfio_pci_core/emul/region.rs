@@ -52,6 +52,97 @@ pub(crate) fn decode(
     })
 }
 
+/// The most mappable areas one region lists in its sparse-mmap capability.
+pub(crate) const MAX_AREAS: usize = 2;
+
+/// A part of a region userspace may map, as the sparse-mmap capability
+/// (`VFIO_REGION_INFO_CAP_SPARSE_MMAP`) lists it: bytes from `offset` of the
+/// region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Area {
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+}
+
+impl Area {
+    /// Whether `offset..offset + len` lies entirely inside the area.
+    fn holds(&self, offset: u64, len: u64) -> bool {
+        match (offset.checked_add(len), self.offset.checked_add(self.size)) {
+            (Some(end), Some(area_end)) => offset >= self.offset && end <= area_end,
+            _ => false,
+        }
+    }
+}
+
+/// Checks the memory a device declares in a BAR of `bar_size` bytes: it is
+/// not empty, starts and ends on a page boundary (of `page` bytes, a power of
+/// two), lies inside the BAR, and shares no page with any of `hidden` (the
+/// MSI-X table and PBA, which userspace emulates and which must never be
+/// mapped, as in vfio-pci).
+pub(crate) fn check_memory(
+    mem: &core::ops::Range<u64>,
+    bar_size: u64,
+    hidden: &[core::ops::Range<u64>],
+    page: u64,
+) -> EResult {
+    let mask = page.checked_sub(1).ok_or(Errno::Inval)?;
+    if mem.start >= mem.end || mem.start & mask != 0 || mem.end & mask != 0 || mem.end > bar_size {
+        return Err(Errno::Inval);
+    }
+    for h in hidden.iter().filter(|h| h.start < h.end) {
+        // The pages the hidden range touches, rounded outwards.
+        let first = h.start & !mask;
+        let last = h.end.checked_add(mask).ok_or(Errno::Inval)? & !mask;
+        if first < mem.end && mem.start < last {
+            return Err(Errno::Inval);
+        }
+    }
+    Ok(())
+}
+
+/// An `mmap()` of the device file, decoded and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MapRequest {
+    /// The region.
+    pub(crate) index: u32,
+    /// Where the mapping starts, in bytes from the start of the area that
+    /// holds it (a multiple of the page size).
+    pub(crate) area_offset: u64,
+    /// The mapping's length in bytes (a multiple of the page size).
+    pub(crate) len: u64,
+}
+
+/// Decodes an `mmap()` of the device file with vfio-pci's contract: the file
+/// offset is `pgoff` pages of `1 << page_shift` bytes, whose region index is
+/// `pgoff >> (40 - page_shift)`; the `len` bytes mapped (a non-zero multiple
+/// of the page size) must lie entirely inside one of the areas `areas_of`
+/// lists for that region (none for a region that cannot be mapped). Every
+/// failure is `EINVAL`.
+pub(crate) fn decode_mmap(
+    pgoff: u64,
+    len: u64,
+    page_shift: u32,
+    areas_of: impl Fn(u32) -> [Option<Area>; MAX_AREAS],
+) -> EResult<MapRequest> {
+    let page = 1u64.checked_shl(page_shift).ok_or(Errno::Inval)?;
+    let pos = pgoff.checked_mul(page).ok_or(Errno::Inval)?;
+    let index = u32::try_from(pos >> OFFSET_SHIFT).map_err(|_| Errno::Inval)?;
+    let offset = pos & ((1u64 << OFFSET_SHIFT) - 1);
+    if len == 0 || !len.is_multiple_of(page) {
+        return Err(Errno::Inval);
+    }
+    let area = areas_of(index)
+        .into_iter()
+        .flatten()
+        .find(|a| a.holds(offset, len))
+        .ok_or(Errno::Inval)?;
+    Ok(MapRequest {
+        index,
+        area_offset: offset - area.offset,
+        len,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testrng::Rng;
@@ -63,6 +154,93 @@ mod tests {
             7 => Some(256),
             1..=6 | 8 => Some(0),
             _ => None,
+        }
+    }
+
+    const PAGE: u64 = 4096;
+
+    fn areas(i: u32) -> [Option<Area>; MAX_AREAS] {
+        match i {
+            2 => [
+                Some(Area {
+                    offset: 0x1000,
+                    size: 0x2000,
+                }),
+                None,
+            ],
+            _ => [None; MAX_AREAS],
+        }
+    }
+
+    #[test]
+    fn memory_must_be_page_aligned_inside_the_bar_and_clear_of_msix() {
+        let msix = [0..32, 0x800..0x808];
+        assert_eq!(check_memory(&(0x1000..0x2000), 0x2000, &msix, PAGE), Ok(()));
+        let bad = [
+            (0x1000..0x1000, "empty"),
+            (0x1800..0x2000, "unaligned start"),
+            (0x1000..0x1800, "unaligned end"),
+            (0x1000..0x3000, "past the BAR"),
+            (0..0x1000, "the MSI-X page"),
+            (0..0x2000, "covers the MSI-X page"),
+        ];
+        for (r, why) in bad {
+            assert_eq!(
+                check_memory(&r, 0x2000, &msix, PAGE),
+                Err(Errno::Inval),
+                "{why}"
+            );
+        }
+        // A table ending mid-page still claims its whole page.
+        let table = [0x1f00..0x2010, 0..0];
+        assert_eq!(
+            check_memory(&(0x2000..0x3000), 0x4000, &table, PAGE),
+            Err(Errno::Inval)
+        );
+        assert_eq!(
+            check_memory(&(0x3000..0x4000), 0x4000, &table, PAGE),
+            Ok(())
+        );
+        assert_eq!(
+            check_memory(&(0..0x1000), 0x1000, &[], 0),
+            Err(Errno::Inval)
+        );
+    }
+
+    #[test]
+    fn mmap_must_lie_inside_an_area() {
+        let pg = |index: u64, off: u64| (index << OFFSET_SHIFT | off) / PAGE;
+        assert_eq!(
+            decode_mmap(pg(2, 0x1000), 0x2000, 12, areas),
+            Ok(MapRequest {
+                index: 2,
+                area_offset: 0,
+                len: 0x2000
+            })
+        );
+        assert_eq!(
+            decode_mmap(pg(2, 0x2000), 0x1000, 12, areas).map(|m| m.area_offset),
+            Ok(0x1000)
+        );
+        let bad = [
+            (pg(2, 0), 0x1000, "the MSI-X page"),
+            (pg(2, 0), 0x3000, "starts before the area"),
+            (pg(2, 0x2000), 0x2000, "runs past the area"),
+            (pg(2, 0x3000), 0x1000, "past the BAR"),
+            (pg(2, 0x1000), 0, "empty"),
+            (pg(2, 0x1000), 0x800, "not whole pages"),
+            (pg(2, 0x1000), !0xfff, "huge"),
+            (pg(0, 0), 0x1000, "a region without areas"),
+            (pg(9, 0x1000), 0x1000, "no such region"),
+            (u64::MAX, 0x1000, "pgoff overflows"),
+            (u64::MAX >> 12, 0x1000, "huge index"),
+        ];
+        for (pgoff, len, why) in bad {
+            assert_eq!(
+                decode_mmap(pgoff, len, 12, areas),
+                Err(Errno::Inval),
+                "{why}"
+            );
         }
     }
 

@@ -32,6 +32,7 @@ pub(crate) const VFIO_DEVICE_FLAGS_PCI: u32 = 1 << 1;
 
 pub(crate) const VFIO_REGION_INFO_FLAG_READ: u32 = 1 << 0;
 pub(crate) const VFIO_REGION_INFO_FLAG_WRITE: u32 = 1 << 1;
+pub(crate) const VFIO_REGION_INFO_FLAG_MMAP: u32 = 1 << 2;
 
 pub(crate) const VFIO_IRQ_INFO_EVENTFD: u32 = 1 << 0;
 pub(crate) const VFIO_IRQ_INFO_MASKABLE: u32 = 1 << 1;

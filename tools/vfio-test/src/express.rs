@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Checks of a PCI Express function: extended configuration space, Function
-//! Level Reset through the PCI Express capability, MSI-X and the ERR
-//! interrupt. They run on any device whose capability list has a PCI
-//! Express capability; the contract is vfio-pci's for the same function.
+//! Level Reset through the PCI Express capability, MSI-X, the ERR
+//! interrupt, and `mmap()` of BAR memory with the sparse-mmap capability.
+//! They run on any device whose capability list has a PCI Express
+//! capability; the contract is vfio-pci's for the same function.
 
-use crate::vfio_uapi::VFIO_DEVICE_GET_IRQ_INFO;
+use crate::vfio_uapi::{VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_RESET};
 use crate::{
-    cfg_rd, cfg_wr, get32, ioctl_buf, pread, pwrite, region, set_irqs, u32s, Efd, Ktap,
-    VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD,
+    cfg_rd, cfg_wr, get32, get64, ioctl_buf, ioctl_val, pread, pwrite, region, set_irqs, u32s, Efd,
+    Ktap, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD,
     VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
 };
 use std::os::fd::OwnedFd;
@@ -22,6 +23,12 @@ const EXP_DEVCTL: u64 = 8;
 const DEVCAP_FLR: u32 = 1 << 28;
 const DEVCTL_FLR: u32 = 1 << 15;
 const CMD_MASTER: u32 = 1 << 2;
+const VFIO_REGION_INFO_FLAG_MMAP: u32 = 1 << 2;
+const VFIO_REGION_INFO_FLAG_CAPS: u32 = 1 << 3;
+const VFIO_REGION_INFO_CAP_SPARSE_MMAP: u16 = 1;
+/// Where rmdev's PCI Express serial function has its scratch memory: BAR2,
+/// (offset, size).
+const SERIAL_MEMORY: (u32, u64, u64) = (2, 0x1000, 0x1000);
 
 /// The capability list as (offset, id), walked with a bound.
 fn caps(fd: &OwnedFd, cfg: u64) -> Vec<(u64, u8)> {
@@ -38,6 +45,262 @@ fn caps(fd: &OwnedFd, cfg: u64) -> Vec<(u64, u8)> {
 fn irq_info(fd: &OwnedFd, index: u32) -> Result<(u32, u32), i32> {
     let mut b = u32s(&[16, 0, index, 0], 16);
     ioctl_buf(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut b).map(|_| (get32(&b, 4), get32(&b, 12)))
+}
+
+/// Region information with its capability chain: flags, size, offset, and
+/// the areas of a sparse-mmap capability if there is one.
+type RegionCaps = (u32, u64, u64, Option<Vec<(u64, u64)>>);
+
+fn region_caps(fd: &OwnedFd, index: u32) -> Result<RegionCaps, String> {
+    // Room for any chain: the kernel reports the size it needs in argsz.
+    let mut b = u32s(&[4096, 0, index], 4096);
+    ioctl_buf(fd, VFIO_DEVICE_GET_REGION_INFO, &mut b).map_err(|e| format!("errno {e}"))?;
+    let (flags, argsz) = (get32(&b, 4), get32(&b, 0) as usize);
+    let (size, offset) = (get64(&b, 16), get64(&b, 24));
+    if flags & VFIO_REGION_INFO_FLAG_CAPS == 0 {
+        return Ok((flags, size, offset, None));
+    }
+    if argsz > b.len() {
+        return Err(format!("argsz {argsz} larger than the buffer"));
+    }
+    let mut at = get32(&b, 12) as usize;
+    let mut sparse = None;
+    for _ in 0..16 {
+        if at < 32 || at + 8 > argsz {
+            return Err(format!("capability at {at} outside argsz {argsz}"));
+        }
+        let id = u16::from_le_bytes([b[at], b[at + 1]]);
+        if id == VFIO_REGION_INFO_CAP_SPARSE_MMAP {
+            let n = get32(&b, at + 8) as usize;
+            if n > 64 || at + 16 + 16 * n > argsz {
+                return Err(format!("{n} areas overrun argsz {argsz}"));
+            }
+            let areas = (0..n)
+                .map(|i| (get64(&b, at + 16 + 16 * i), get64(&b, at + 24 + 16 * i)))
+                .collect();
+            sparse = Some(areas);
+        }
+        match get32(&b, at + 4) as usize {
+            0 => return Ok((flags, size, offset, sparse)),
+            next => at = next,
+        }
+    }
+    Err("capability chain does not end".into())
+}
+
+/// A shared mapping of the device file; unmapped when dropped.
+struct Map {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Map {
+    /// `mmap()` of `len` bytes at file offset `off`, read-write; the errno
+    /// if it fails.
+    fn new(fd: &OwnedFd, off: u64, len: usize, flags: libc::c_int) -> Result<Self, i32> {
+        // SAFETY: A new mapping at an address the kernel picks; it aliases
+        // no Rust object.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                std::os::fd::AsRawFd::as_raw_fd(fd),
+                off as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            Err(crate::errno())
+        } else {
+            Ok(Self { ptr: p.cast(), len })
+        }
+    }
+
+    fn get(&self, i: usize) -> u8 {
+        assert!(i < self.len);
+        // SAFETY: `i` is inside the mapping; volatile as the device (the
+        // kernel, through the region) may change the byte.
+        unsafe { self.ptr.add(i).read_volatile() }
+    }
+
+    fn set(&self, i: usize, v: u8) {
+        assert!(i < self.len);
+        // SAFETY: As in `get`; the mapping is writable.
+        unsafe { self.ptr.add(i).write_volatile(v) }
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        // SAFETY: The mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Only errnos: whether an `mmap()` fails, and how.
+fn map_errno(fd: &OwnedFd, off: u64, len: usize, flags: libc::c_int) -> Result<(), i32> {
+    Map::new(fd, off, len, flags).map(drop)
+}
+
+/// BAR memory: region information (FLAG_MMAP and a sparse-mmap capability
+/// listing exactly the mappable areas), a shared mapping that agrees with
+/// the region both ways, `mmap()` refused (`EINVAL`) outside the areas, for
+/// private mappings and for BARs without memory; a reset and an FLR zero the
+/// memory, and migration carries it. On rmdev's serial function the memory
+/// must be BAR2's scratch page; on another device the checks run on the
+/// first BAR offering `mmap()`, if any.
+fn bar_memory(t: &mut Ktap, fd: &OwnedFd, serial: bool, cfg: u64, exp: u64) {
+    let page = 4096u64;
+    let mut found = None;
+    for index in 0..6 {
+        let r = region_caps(fd, index);
+        if serial && index == SERIAL_MEMORY.0 {
+            let want = vec![(SERIAL_MEMORY.1, SERIAL_MEMORY.2)];
+            t.check(
+                "BAR memory: BAR2 has FLAG_MMAP and a sparse-mmap capability listing its memory",
+                matches!(&r, Ok((f, 8192, _, Some(a)))
+                    if f & VFIO_REGION_INFO_FLAG_MMAP != 0 && *a == want),
+                || format!("{r:x?}"),
+            );
+        }
+        match r {
+            Ok((f, size, offset, Some(areas)))
+                if f & VFIO_REGION_INFO_FLAG_MMAP != 0 && found.is_none() =>
+            {
+                found = Some((index, size, offset, areas));
+            }
+            Ok((f, _, _, _)) if serial && index != SERIAL_MEMORY.0 => t.check(
+                &format!("BAR memory: BAR{index} has no FLAG_MMAP"),
+                f & VFIO_REGION_INFO_FLAG_MMAP == 0,
+                || format!("flags {f:#x}"),
+            ),
+            _ => {}
+        }
+    }
+    if serial {
+        let r = map_errno(
+            fd,
+            region(fd, 0).map_or(0, |r| r.0),
+            page as usize,
+            libc::MAP_SHARED,
+        );
+        t.check(
+            "BAR memory: mmap of a BAR without memory (BAR0) is EINVAL",
+            r == Err(libc::EINVAL),
+            || format!("{r:?}"),
+        );
+    }
+    let Some((index, size, base, areas)) = found else {
+        if serial {
+            t.check("BAR memory: BAR2 can be mapped", false, || {
+                "no region offers mmap".into()
+            });
+        }
+        return;
+    };
+    let Some(&(aoff, asize)) = areas.first() else {
+        t.check(
+            "BAR memory: the sparse-mmap capability lists an area",
+            false,
+            || "no area".into(),
+        );
+        return;
+    };
+    t.check(
+        "BAR memory: the areas are page aligned and inside the region",
+        areas
+            .iter()
+            .all(|&(o, s)| o % page == 0 && s % page == 0 && s > 0 && o + s <= size),
+        || format!("BAR{index} size {size:#x} areas {areas:x?}"),
+    );
+    let map = Map::new(fd, base + aoff, asize as usize, libc::MAP_SHARED);
+    t.check(
+        "BAR memory: MAP_SHARED of the area maps",
+        map.is_ok(),
+        || format!("{:?}", map.as_ref().err()),
+    );
+    let Ok(map) = map else {
+        return;
+    };
+    let last = asize as usize - 1;
+    for (i, v) in [(0, 0x5a), (1, 0xa5), (last, 0x3c)] {
+        map.set(i, v);
+    }
+    let mut b = [0u8; 2];
+    let r1 = pread(fd, &mut b, base + aoff);
+    let mut l = [0u8];
+    let r2 = pread(fd, &mut l, base + aoff + last as u64);
+    t.check(
+        "BAR memory: a write through the mapping reads back through the region",
+        r1 == Ok(2) && r2 == Ok(1) && b == [0x5a, 0xa5] && l[0] == 0x3c,
+        || format!("{r1:?} {r2:?} {b:x?} {:#x}", l[0]),
+    );
+    let r = pwrite(fd, &[0x11, 0x22, 0x33, 0x44], base + aoff + 8);
+    let got: Vec<u8> = (8..12).map(|i| map.get(i)).collect();
+    t.check(
+        "BAR memory: a write through the region reads back through the mapping",
+        r == Ok(4) && got == [0x11, 0x22, 0x33, 0x44],
+        || format!("{r:?} {got:x?}"),
+    );
+    let refused = [
+        ("the first page (MSI-X table and PBA)", 0, page),
+        ("one page past the area", aoff + asize, page),
+        ("past the BAR's end", size, page),
+        ("the area and one page more", aoff, asize + page),
+    ];
+    for (what, off, len) in refused {
+        if what.starts_with("the first page") && aoff == 0 {
+            continue;
+        }
+        let r = map_errno(fd, base + off, len as usize, libc::MAP_SHARED);
+        t.check(
+            &format!("BAR memory: mmap of {what} is EINVAL"),
+            r == Err(libc::EINVAL),
+            || format!("{r:?}"),
+        );
+    }
+    let r = map_errno(fd, base + aoff, page as usize, libc::MAP_PRIVATE);
+    t.check(
+        "BAR memory: a MAP_PRIVATE mapping is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+
+    // Migration carries the memory: save, scribble, load, compare.
+    if serial {
+        map.set(0x100, 0x77);
+        let stream = crate::mig::save(fd);
+        map.set(0x100, 0x88);
+        let r = stream.and_then(|s| crate::mig::load(fd, &s));
+        let got = (map.get(0), map.get(0x100), map.get(last));
+        t.check(
+            "BAR memory: migration carries it (STOP_COPY stream loaded back)",
+            r.is_ok() && got == (0x5a, 0x77, 0x3c),
+            || format!("{r:?} {got:x?}"),
+        );
+        map.set(0, 0x5a);
+    }
+
+    let r = ioctl_val(fd, VFIO_DEVICE_RESET, 0);
+    let mut b = [0xffu8; 16];
+    let r1 = pread(fd, &mut b, base + aoff);
+    let zero = (0..asize as usize).all(|i| map.get(i) == 0);
+    t.check(
+        "BAR memory: VFIO_DEVICE_RESET zeroes it (mapping and region)",
+        r.is_ok() && r1 == Ok(16) && b == [0; 16] && zero,
+        || format!("{r:?} {r1:?} {b:x?} all zero {zero}"),
+    );
+    if serial {
+        map.set(4, 0x99);
+        let ctl = cfg_rd(fd, cfg, exp + EXP_DEVCTL, 2).unwrap_or(0);
+        cfg_wr(fd, cfg, exp + EXP_DEVCTL, 2, ctl | DEVCTL_FLR);
+        t.check(
+            "BAR memory: a Function Level Reset zeroes it",
+            map.get(4) == 0,
+            || format!("{:#x}", map.get(4)),
+        );
+    }
 }
 
 /// Runs the checks if the device is a PCI Express function.
@@ -147,6 +410,8 @@ pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd, cfg: u64, cfg_size: u64) {
         || format!("{r:?} count {n}"),
     );
     let _ = set_irqs(fd, trig_none, VFIO_PCI_ERR_IRQ_INDEX, 0, 0, &[]);
+
+    bar_memory(t, fd, serial, cfg, exp);
 
     let Some(&(mx, _)) = list.iter().find(|c| c.1 == CAP_MSIX) else {
         return;

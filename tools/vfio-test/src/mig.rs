@@ -411,17 +411,36 @@ fn stop_copy(t: &mut Ktap, c: &Card) -> Vec<u8> {
 
 /// Loads `stream` into `c`: RUNNING -> RESUMING, write, RESUMING -> RUNNING.
 fn resume(c: &Card, stream: &[u8]) -> Result<(), String> {
-    if !reset(c.fd()) {
+    load(c.fd(), stream)
+}
+
+/// Loads `stream` into the device `dev`: a reset, RUNNING -> RESUMING,
+/// write, RESUMING -> RUNNING.
+pub(crate) fn load(dev: &OwnedFd, stream: &[u8]) -> Result<(), String> {
+    if !reset(dev) {
         return Err("reset failed".into());
     }
-    let fd = match set_state(c.fd(), RESUMING) {
+    let fd = match set_state(dev, RESUMING) {
         Ok(Some(fd)) => fd,
         r => return Err(format!("RESUMING: {:?}", r.map(|f| f.is_some()))),
     };
     feed(&fd, stream).map_err(|e| format!("write: errno {e}"))?;
-    set_state(c.fd(), RUNNING)
+    set_state(dev, RUNNING)
         .map(|_| ())
         .map_err(|e| format!("RESUMING -> RUNNING: errno {e}"))
+}
+
+/// The `STOP_COPY` stream of the device `dev`, which then runs again.
+pub(crate) fn save(dev: &OwnedFd) -> Result<Vec<u8>, String> {
+    let fd = match set_state(dev, STOP_COPY) {
+        Ok(Some(fd)) => fd,
+        r => return Err(format!("STOP_COPY: {:?}", r.map(|f| f.is_some()))),
+    };
+    let (stream, end) = drain(&fd);
+    let back = set_state(dev, RUNNING);
+    end.map_err(|e| format!("read: errno {e}"))?;
+    back.map_err(|e| format!("STOP_COPY -> RUNNING: errno {e}"))?;
+    Ok(stream)
 }
 
 /// A target that refused a stream stays in RESUMING and works after a reset.
