@@ -24,7 +24,7 @@ test-host:
 lint:
 	cargo fmt --all --check
 	rustfmt --edition 2021 --check rmdev_main.rs
-	cargo clippy --quiet --all-targets -- -D warnings
+	cargo clippy --quiet --workspace --all-targets -- -D warnings
 
 test: setup test-host lint
 	@CLIPPY=1 $(S)/build-module.sh

@@ -25,6 +25,7 @@
 //!                                           (print "req"), as QEMU does
 
 mod express;
+mod faults;
 mod mig;
 #[path = "../../vfio_uapi.rs"]
 mod vfio_uapi;
@@ -734,6 +735,7 @@ fn checks(t: &mut Ktap, dev: &Dev) {
         format!("{r:?}")
     });
     irq_checks(t, fd);
+    faults::checks(t, fd);
 }
 
 const VFIO_IRQ_SET_DATA_NONE: u32 = 1;

@@ -542,7 +542,7 @@ fn bad_streams(t: &mut Ktap, dst: &Card, good: &[u8], one_port: Option<&Card>) {
         t.check(
             "the one-port card works after a reset",
             usable_after_reset(one),
-            || String::new(),
+            String::new,
         );
     }
 }
@@ -689,6 +689,6 @@ pub(crate) fn run(t: &mut Ktap, src: &str, dst: &str, one: Option<&str>) {
         again
             .as_ref()
             .is_some_and(|c| get_state(c.fd()) == Ok(RUNNING)),
-        || String::new(),
+        String::new,
     );
 }

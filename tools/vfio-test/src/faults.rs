@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Bounds and bad pointers: positions that wrap or name no region, zero
+//! lengths, and ioctl arguments or read buffers the kernel cannot reach
+//! (`EFAULT`), plus `VFIO_DEVICE_FEATURE`'s header checks.
+
+use crate::vfio_uapi::{VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS};
+use crate::{errno, pread, region, Ktap};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+const VFIO_DEVICE_FEATURE: libc::c_ulong = crate::vfio_uapi::io(117);
+const VFIO_PCI_CONFIG_REGION_INDEX: u32 = 7;
+
+/// `ioctl(fd, req, addr)` with a raw address; the errno, or 0.
+fn ioctl_addr(fd: &OwnedFd, req: libc::c_ulong, addr: usize) -> i32 {
+    // SAFETY: The kernel checks the address; an unmapped one is EFAULT.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, addr as *mut libc::c_void) };
+    if r < 0 {
+        errno()
+    } else {
+        0
+    }
+}
+
+pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd) {
+    let Some((cfg, size)) = region(fd, VFIO_PCI_CONFIG_REGION_INDEX) else {
+        return;
+    };
+    let mut b = [0u8; 4];
+    // The last byte of the config region's 2^40-byte window.
+    let top = cfg + (1u64 << 40) - 1;
+    let r = pread(fd, &mut b, top);
+    t.check(
+        "a read at the top of a region's window is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = pread(fd, &mut b, 0x7fff_ffff_ffff_fffe);
+    t.check(
+        "a read whose position + count wraps is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = pread(fd, &mut b, 40u64 << 40);
+    t.check(
+        "a read of a region index past the last is EINVAL",
+        r == Err(libc::EINVAL),
+        || format!("{r:?}"),
+    );
+    let r = pread(fd, &mut [], cfg);
+    let r2 = pread(fd, &mut [], cfg + size);
+    t.check(
+        "a zero-length read inside a region returns 0",
+        r == Ok(0) && r2.is_ok_and(|n| n == 0) || r2 == Err(libc::EINVAL),
+        || format!("{r:?} {r2:?}"),
+    );
+    // SAFETY: A read into an address nothing is mapped at: the kernel must
+    // refuse it with EFAULT rather than write anywhere.
+    let r = unsafe { libc::pread(fd.as_raw_fd(), 8 as *mut libc::c_void, 4, cfg as i64) };
+    let e = errno();
+    t.check(
+        "a read into an unmapped buffer is EFAULT",
+        r < 0 && e == libc::EFAULT,
+        || format!("{r} errno {e}"),
+    );
+    for (name, req) in [
+        ("GET_INFO", VFIO_DEVICE_GET_INFO),
+        ("GET_IRQ_INFO", VFIO_DEVICE_GET_IRQ_INFO),
+        ("SET_IRQS", VFIO_DEVICE_SET_IRQS),
+        ("DEVICE_FEATURE", VFIO_DEVICE_FEATURE),
+    ] {
+        let e = ioctl_addr(fd, req, 8);
+        t.check(
+            &format!("{name} with an unmapped argument is EFAULT"),
+            e == libc::EFAULT,
+            || format!("errno {e}"),
+        );
+    }
+    let feature = |argsz: u32, flags: u32| {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&argsz.to_le_bytes());
+        b[4..8].copy_from_slice(&flags.to_le_bytes());
+        ioctl_addr(fd, VFIO_DEVICE_FEATURE, b.as_mut_ptr() as usize)
+    };
+    let e = feature(4, 1 << 16);
+    t.check(
+        "DEVICE_FEATURE with argsz below its header is EINVAL",
+        e == libc::EINVAL,
+        || format!("errno {e}"),
+    );
+    let e = feature(16, (1 << 16) | (1 << 20));
+    t.check(
+        "DEVICE_FEATURE with unknown flag bits is EINVAL",
+        e == libc::EINVAL,
+        || format!("errno {e}"),
+    );
+    let e = feature(16, (1 << 16) | 0x7ff0);
+    t.check(
+        "DEVICE_FEATURE of an unknown feature is ENOTTY",
+        e == libc::ENOTTY,
+        || format!("errno {e}"),
+    );
+}
