@@ -101,7 +101,9 @@ pub(crate) trait PciDevice: Send + Sync + Sized + 'static {
     /// builder error fails the device's creation with `EINVAL`.
     fn config(&self) -> EResult<ConfigSpace>;
 
-    /// BAR `index` (0-5).
+    /// BAR `index` (0-5), as [`Self::config`] set it: [`Bar::None`] for
+    /// the upper register of a 64-bit BAR (the device's creation fails with
+    /// `EINVAL` otherwise).
     fn bar(&self, index: usize) -> Bar;
 
     /// The number of MSI vectors the device offers (0 for none).
@@ -407,6 +409,12 @@ impl<D: PciDevice> PciCore<D> {
     pub(crate) fn new(dev: D, state: D::State) -> Result<impl PinInit<Self, Error>> {
         let cfg = dev.config().map_err(kerr)?;
         let bars: [Bar; 6] = core::array::from_fn(|i| dev.bar(i));
+        // The BAR hook must agree with configuration space. In particular
+        // the upper register of a 64-bit BAR is no BAR (`Bar::None`): its
+        // region is empty, as vfio-pci reports it.
+        if (0..6).any(|i| bars[i] != cfg.bar(i)) {
+            return Err(EINVAL);
+        }
         let msix = cfg.msix_layout();
         let cfg_fp = cfg.layout_fingerprint();
         let mut memory = [const { None }; 6];
@@ -424,7 +432,7 @@ impl<D: PciDevice> PciCore<D> {
                     if l.pba_bar == i { l.pba.clone() } else { 0..0 },
                 ]
             });
-            region::check_memory(&range, bars[i].size().into(), &hidden, PAGE_SIZE as u64)
+            region::check_memory(&range, bars[i].size(), &hidden, PAGE_SIZE as u64)
                 .map_err(kerr)?;
             *slot = Some(BarMemory::new(range)?);
         }
@@ -466,7 +474,8 @@ impl<D: PciDevice> PciCore<D> {
     fn region_size(&self, index: u32) -> Option<u64> {
         match index {
             VFIO_PCI_CONFIG_REGION_INDEX => Some(self.reset_cfg.size() as u64),
-            0..=VFIO_PCI_BAR5_REGION_INDEX => Some(self.bars[index as usize].size().into()),
+            // The upper half of a 64-bit BAR is `Bar::None`: an empty region.
+            0..=VFIO_PCI_BAR5_REGION_INDEX => Some(self.bars[index as usize].size()),
             VFIO_PCI_ROM_REGION_INDEX | VFIO_PCI_VGA_REGION_INDEX => Some(0),
             _ => None,
         }

@@ -7,7 +7,8 @@
 //! I/O BAR per port, MSI at 0x40 and power management at 0x50. The PCI
 //! Express variant adds what a PCI Express function has: a PCI Express
 //! capability (with Function Level Reset) and 4 KiB of configuration space,
-//! MSI-X with its table and PBA in a memory BAR that also holds a page of
+//! MSI-X with its table and PBA in a 64-bit memory BAR (BAR2 and BAR3, as a
+//! PCI Express function's memory BARs usually are) that also holds a page of
 //! mappable scratch memory, and a vendor-specific capability naming the card.
 
 use crate::vfio_pci_core::emul::{
@@ -30,9 +31,9 @@ pub(crate) const VNDR_CAP: usize = 0xb0;
 /// One port per 8-byte I/O BAR.
 pub(crate) const PORT_BAR_SIZE: u32 = 8;
 /// The MSI-X BAR: the table at 0 and the PBA at 2 KiB in its first page,
-/// then a page of scratch memory.
+/// then a page of scratch memory. A 64-bit BAR: BAR3 holds its upper half.
 pub(crate) const MSIX_BAR: usize = 2;
-pub(crate) const MSIX_BAR_SIZE: u32 = 8192;
+pub(crate) const MSIX_BAR_SIZE: u64 = 8192;
 pub(crate) const MSIX_PBA: u32 = 0x800;
 /// The scratch memory in the MSI-X BAR: plain RAM the library backs with a
 /// page, which userspace may map (it shares no page with the table or PBA).
@@ -48,7 +49,7 @@ pub(crate) fn bar(ports: usize, express: bool, index: usize) -> Bar {
     if index < ports {
         Bar::Io(PORT_BAR_SIZE)
     } else if express && index == MSIX_BAR {
-        Bar::Mem32(MSIX_BAR_SIZE)
+        Bar::Mem64(MSIX_BAR_SIZE)
     } else {
         Bar::None
     }
@@ -68,8 +69,13 @@ pub(crate) fn config(ports: usize, express: bool) -> EResult<ConfigSpace> {
     // Decode I/O from the start, as mtty does.
     c.set(reg::COMMAND, 2, reg::CMD_IO.into());
     c.set(reg::INT_PIN, 1, 1);
+    // Only the BARs there are: the upper half of a 64-bit BAR is not one
+    // of its own (and an unset BAR already reads zero and sizes to nothing).
     for i in 0..6 {
-        c.set_bar(i, bar(ports, express, i));
+        match bar(ports, express, i) {
+            Bar::None => {}
+            b => c.set_bar(i, b)?,
+        }
     }
     // MSI, announced in config space as well as in GET_IRQ_INFO (mtty offers
     // MSI only in the latter, where a guest cannot see it).
@@ -96,6 +102,7 @@ pub(crate) fn config(ports: usize, express: bool) -> EResult<ConfigSpace> {
 mod tests {
     use super::*;
     use crate::vfio_pci_core::emul::config::{cap, CFG_EXT_SIZE, CFG_SIZE};
+    use crate::vfio_pci_core::emul::mig::crc32;
 
     #[test]
     fn both_variants_build_with_their_capabilities() {
@@ -126,17 +133,19 @@ mod tests {
         assert_eq!((l.table_bar, l.pba_bar), (MSIX_BAR, MSIX_BAR));
         assert!(l.table.end <= u64::from(MSIX_PBA));
         assert!(l.pba.end <= 0x1000);
-        assert_eq!(bar(1, true, MSIX_BAR), Bar::Mem32(MSIX_BAR_SIZE));
+        assert_eq!(bar(1, true, MSIX_BAR), Bar::Mem64(MSIX_BAR_SIZE));
+        assert_eq!(bar(1, true, MSIX_BAR + 1), Bar::None, "the upper half");
+        assert!(x.is_bar_upper(MSIX_BAR + 1));
         assert_eq!(bar(1, false, MSIX_BAR), Bar::None);
         // The scratch page follows the page holding the table and PBA, and
         // ends the BAR.
         assert_eq!(bar_memory(true, MSIX_BAR), Some(0x1000..0x2000));
         assert!(l.pba.end <= SCRATCH.start && SCRATCH.start.is_multiple_of(4096));
-        assert_eq!(SCRATCH.end, u64::from(MSIX_BAR_SIZE));
+        assert_eq!(SCRATCH.end, MSIX_BAR_SIZE);
         assert_eq!(
             crate::vfio_pci_core::emul::region::check_memory(
                 &SCRATCH,
-                MSIX_BAR_SIZE.into(),
+                MSIX_BAR_SIZE,
                 &[l.table.clone(), l.pba.clone()],
                 4096
             ),
@@ -149,5 +158,66 @@ mod tests {
         let mut v = [0u8; 8];
         x.read(VNDR_CAP + 3, &mut v[..VNDR_DATA.len()]).unwrap();
         assert_eq!(&v[..VNDR_DATA.len()], VNDR_DATA);
+    }
+
+    /// A digest of a configuration space: its 256 bytes at reset and its
+    /// layout fingerprint (fixed bits and every permission mask).
+    fn digest(c: &ConfigSpace) -> (u32, u32) {
+        let mut b = [0u8; CFG_SIZE];
+        c.read(0, &mut b).unwrap();
+        (crc32(&b), c.layout_fingerprint())
+    }
+
+    #[test]
+    fn conventional_cards_stay_byte_for_byte_as_they_were() {
+        // The values the conventional cards had before the PCI Express card
+        // gained its 64-bit BAR: they mirror mtty, so they must not move.
+        assert_eq!(
+            digest(&config(1, false).unwrap()),
+            (0x4e51_786a, 0xa818_df5f)
+        );
+        assert_eq!(
+            digest(&config(2, false).unwrap()),
+            (0x8a85_e453, 0xc89f_71b0)
+        );
+    }
+
+    fn rd32(c: &ConfigSpace, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        c.read(off, &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    fn wr32(c: &mut ConfigSpace, off: usize, v: u32) {
+        c.write(off, &v.to_le_bytes()).unwrap();
+    }
+
+    #[test]
+    fn express_bar2_is_64bit_and_sizes_restores_and_resets() {
+        let reset = config(1, true).unwrap();
+        let mut c = reset.clone();
+        let (lo, hi) = (reg::BAR0 + 4 * MSIX_BAR, reg::BAR0 + 4 * MSIX_BAR + 4);
+        assert_eq!((rd32(&c, lo), rd32(&c, hi)), (0x4, 0), "64-bit memory");
+        wr32(&mut c, lo, !0);
+        wr32(&mut c, hi, !0);
+        let mask = u64::from(rd32(&c, lo)) | u64::from(rd32(&c, hi)) << 32;
+        assert_eq!(mask & !0xf, !(MSIX_BAR_SIZE - 1), "the 64-bit size mask");
+        assert_eq!(mask & 0xf, 0x4, "type bits survive sizing");
+        // An address above 4 GiB sticks; the MSI-X table BIR still names
+        // the lower register.
+        wr32(&mut c, lo, 0xfebf_0000);
+        wr32(&mut c, hi, 0x1);
+        assert_eq!((rd32(&c, lo), rd32(&c, hi)), (0xfebf_0004, 0x1));
+        assert_eq!(c.msix_layout().unwrap().table_bar, MSIX_BAR);
+        // The ports' BAR and the empty BARs are as before.
+        wr32(&mut c, reg::BAR0, !0);
+        assert_eq!(rd32(&c, reg::BAR0), 0xffff_fff9);
+        for i in [1, 4, 5] {
+            wr32(&mut c, reg::BAR0 + 4 * i, !0);
+            assert_eq!(rd32(&c, reg::BAR0 + 4 * i), 0, "BAR{i}");
+        }
+        // A reset copy brings both registers back.
+        c.clone_from(&reset);
+        assert_eq!((rd32(&c, lo), rd32(&c, hi)), (0x4, 0));
     }
 }

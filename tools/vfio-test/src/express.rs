@@ -411,6 +411,14 @@ pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd, cfg: u64, cfg_size: u64) {
     );
     let _ = set_irqs(fd, trig_none, VFIO_PCI_ERR_IRQ_INDEX, 0, 0, &[]);
 
+    if serial {
+        let bar2 = cfg_rd(fd, cfg, 0x18, 4);
+        t.check(
+            "rmdev's PCI Express function has a 64-bit memory BAR2",
+            bar2.is_some_and(|b| b & 0x7 == 0x4),
+            || format!("BAR2 {bar2:x?}"),
+        );
+    }
     bar_memory(t, fd, serial, cfg, exp);
 
     let Some(&(mx, _)) = list.iter().find(|c| c.1 == CAP_MSIX) else {

@@ -329,6 +329,8 @@ fn config_perms(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
         || format!("orig {orig:#x} back {back:#x}"),
     );
 
+    bars64(t, fd, cfg);
+
     // Status: read-only bits survive a write of all ones, and the
     // write-one-to-clear error bits (0xf900) are not set by it.
     let st = cfg_rd(fd, cfg, 6, 2).unwrap_or(0);
@@ -405,6 +407,60 @@ fn config_perms(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
             d3 == Some(3) && d1_refused && d0 == Some(0),
             || format!("pmc {pmc:#x} d3 {d3:?} d1 refused {d1_refused} d0 {d0:?}"),
         );
+    }
+}
+
+/// 64-bit memory BARs: sizing both registers with all ones reads back a
+/// 64-bit power-of-two mask whose low register keeps the type bits, both
+/// registers take their address back, and the upper register's region is
+/// empty (vfio-pci reports the upper half of a 64-bit BAR so). A device
+/// without one (mtty) passes with nothing to check.
+fn bars64(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
+    let mut i = 0;
+    while i < 5 {
+        let (lo, hi) = (0x10 + 4 * i, 0x14 + 4 * i);
+        let orig = cfg_rd(fd, cfg, lo, 4).unwrap_or(0);
+        if orig & 0x7 != 0x4 {
+            i += 1;
+            continue;
+        }
+        let orig_hi = cfg_rd(fd, cfg, hi, 4).unwrap_or(0);
+        cfg_wr(fd, cfg, lo, 4, !0);
+        cfg_wr(fd, cfg, hi, 4, !0);
+        let mask_lo = cfg_rd(fd, cfg, lo, 4).unwrap_or(0);
+        let mask_hi = cfg_rd(fd, cfg, hi, 4).unwrap_or(0);
+        cfg_wr(fd, cfg, lo, 4, orig);
+        cfg_wr(fd, cfg, hi, 4, orig_hi);
+        let back = (cfg_rd(fd, cfg, lo, 4), cfg_rd(fd, cfg, hi, 4));
+        let mask = u64::from(mask_lo & !0xf) | u64::from(mask_hi) << 32;
+        let size = (!mask).wrapping_add(1);
+        // A power-of-two size means the mask is ones down to the size.
+        t.check(
+            &format!("BAR{i}: 64-bit sizing of both registers reads back a power-of-two mask and the type bits"),
+            size.is_power_of_two() && size >= 16 && mask_lo & 0xf == orig & 0xf,
+            || format!("orig {orig_hi:#x}:{orig:#x} mask {mask_hi:#x}:{mask_lo:#x}"),
+        );
+        t.check(
+            &format!("BAR{i}: a 64-bit BAR takes its address back after sizing"),
+            back == (Some(orig), Some(orig_hi)),
+            || format!("orig {orig_hi:#x}:{orig:#x} back {back:x?}"),
+        );
+        let r = region(fd, i as u32);
+        t.check(
+            &format!("BAR{i}: the region's size is the 64-bit BAR's size"),
+            r.is_some_and(|r| r.1 == size),
+            || format!("region {r:x?} size {size:#x}"),
+        );
+        let up = region(fd, i as u32 + 1);
+        t.check(
+            &format!(
+                "BAR{}: the upper half of 64-bit BAR{i} is an empty region",
+                i + 1
+            ),
+            up.is_some_and(|r| r.1 == 0),
+            || format!("region {up:x?}"),
+        );
+        i += 2;
     }
 }
 
