@@ -229,9 +229,11 @@ impl Ctx {
         self.irqs.delivered
     }
 
-    /// Sets the level of the device's interrupt. With MSI enabled a rising
-    /// level sends one message; with INTx the line is delivered when not
-    /// masked, then masked until userspace unmasks it (VFIO's automasking).
+    /// Sets the level of the device's interrupt. With MSI or MSI-X enabled a
+    /// rising level sends one message on vector 0 (with MSI per-vector
+    /// masking and the vector masked, it waits in its pending bit); with
+    /// INTx the line is delivered when not masked, then masked until
+    /// userspace unmasks it (VFIO's automasking).
     pub(crate) fn set_irq(&mut self, asserted: bool) {
         // The common case on every register access: no interrupt before and
         // none now, so nothing to change.
@@ -248,9 +250,34 @@ impl Ctx {
             return;
         }
         match self.irqs.mode {
-            IrqMode::Msi | IrqMode::Msix if rising => self.send_vector(0),
+            IrqMode::Msi if rising => self.send_msi(0),
+            IrqMode::Msix if rising => self.send_vector(0),
             IrqMode::Intx if asserted => self.deliver_intx(),
             _ => {}
+        }
+    }
+
+    /// Sends MSI vector `v`, unless the capability has per-vector masking
+    /// and the guest masked `v`: its pending bit is then set instead, and
+    /// the message goes out when the guest unmasks it (see
+    /// [`Ctx::send_unmasked_msi`]).
+    fn send_msi(&mut self, v: u32) {
+        if self.cfg.msi_raise(v) {
+            self.send_vector(v as usize);
+        }
+    }
+
+    /// Sends the MSI messages whose vectors are pending and no longer
+    /// masked (after a configuration write), clearing their pending bits.
+    fn send_unmasked_msi(&mut self) {
+        if self.irqs.mode != IrqMode::Msi || self.irqs.stopped {
+            return;
+        }
+        let due = self.cfg.msi_take_unmasked();
+        for v in 0..VECTORS {
+            if due & (1 << v) != 0 {
+                self.send_vector(v);
+            }
         }
     }
 
@@ -281,11 +308,14 @@ impl Ctx {
     fn run(&mut self) {
         self.irqs.stopped = false;
         let held = core::mem::take(&mut self.irqs.held);
+        // Vectors the guest unmasked while the device was stopped.
+        self.send_unmasked_msi();
         if !self.irqs.asserted {
             return;
         }
         match self.irqs.mode {
-            IrqMode::Msi | IrqMode::Msix if held => self.send_vector(0),
+            IrqMode::Msi if held => self.send_msi(0),
+            IrqMode::Msix if held => self.send_vector(0),
             IrqMode::Intx => self.deliver_intx(),
             _ => {}
         }
@@ -544,6 +574,8 @@ impl<D: PciDevice> PciCore<D> {
                     {
                         ctx.deliver_intx();
                     }
+                    // Clearing the mask bit of a pending MSI vector sends it.
+                    ctx.send_unmasked_msi();
                 } else {
                     ctx.cfg.read(off, buf).map_err(kerr)?;
                 }

@@ -4,8 +4,10 @@
 //!
 //! Both variants carry mtty's identity (vendor 0x4348, device 0x3253, class
 //! 07h/00h prog-if 02h) so a stock guest's `8250_pci` binds them, one 8-byte
-//! I/O BAR per port, MSI at 0x40 and power management at 0x50. The PCI
-//! Express variant adds what a PCI Express function has: a PCI Express
+//! I/O BAR per port and MSI at 0x40. The conventional variants have mtty's
+//! layout: a 64-bit MSI capability and power management at 0x50. The PCI
+//! Express variant's MSI has per-vector masking (so power management moves
+//! to 0x58), and it adds what a PCI Express function has: a PCI Express
 //! capability (with Function Level Reset) and 4 KiB of configuration space,
 //! MSI-X with its table and PBA in a 64-bit memory BAR (BAR2 and BAR3, as a
 //! PCI Express function's memory BARs usually are) that also holds a page of
@@ -21,10 +23,13 @@ pub(crate) const VENDOR: u16 = 0x4348;
 pub(crate) const DEVICE: u16 = 0x3253;
 pub(crate) const CLASS_PROG: u32 = 0x07_00_02;
 pub(crate) const REVISION: u8 = 0x10;
-/// Where the capabilities sit. MSI takes 14 bytes, PM 8, PCI Express 0x3c,
-/// MSI-X 12.
+/// Where the capabilities sit. MSI takes 14 bytes (0x18 with per-vector
+/// masking, on the PCI Express variant), PM 8, PCI Express 0x3c, MSI-X 12.
 pub(crate) const MSI_CAP: usize = 0x40;
 pub(crate) const PM_CAP: usize = 0x50;
+/// The PCI Express variant's power management capability, after its longer
+/// MSI capability.
+pub(crate) const EXP_PM_CAP: usize = 0x58;
 pub(crate) const PCIE_CAP: usize = 0x60;
 pub(crate) const MSIX_CAP: usize = 0xa0;
 pub(crate) const VNDR_CAP: usize = 0xb0;
@@ -78,11 +83,18 @@ pub(crate) fn config(ports: usize, express: bool) -> EResult<ConfigSpace> {
         }
     }
     // MSI, announced in config space as well as in GET_IRQ_INFO (mtty offers
-    // MSI only in the latter, where a guest cannot see it).
-    c.add_msi(MSI_CAP, 1);
+    // MSI only in the latter, where a guest cannot see it). The PCI Express
+    // variant's has per-vector masking, which the library emulates; the
+    // conventional cards keep mtty's layout.
     // Power management (D0 and D3hot), as PCI requires of a PCI Express
     // function and as guests expect to find.
-    c.add_pm(PM_CAP);
+    if express {
+        c.add_msi_ext(MSI_CAP, 1, true, true)?;
+        c.add_pm(EXP_PM_CAP);
+    } else {
+        c.add_msi(MSI_CAP, 1);
+        c.add_pm(PM_CAP);
+    }
     if express {
         c.add_pcie(PCIE_CAP)?;
         c.add_msix(
@@ -122,10 +134,17 @@ mod tests {
                 (VNDR_CAP, cap::ID_VNDR),
                 (MSIX_CAP, cap::ID_MSIX),
                 (PCIE_CAP, cap::ID_EXP),
-                (PM_CAP, cap::ID_PM),
+                (EXP_PM_CAP, cap::ID_PM),
                 (MSI_CAP, cap::ID_MSI),
             ]
         );
+        // A maskable 64-bit MSI capability that ends where PM starts.
+        let msi = x.msi_layout().unwrap();
+        assert!(msi.is_64bit);
+        assert_eq!(msi.mask, Some((MSI_CAP + 0x10, MSI_CAP + 0x14)));
+        assert_eq!(MSI_CAP + cap::MSI_SIZEOF_64_MASK, EXP_PM_CAP);
+        let m = plain.msi_layout().unwrap();
+        assert_eq!((m.is_64bit, m.mask), (true, None), "mtty's layout");
         assert_eq!(x.size(), CFG_EXT_SIZE);
         assert!(x.is_express());
         let l = x.msix_layout().unwrap();
@@ -219,5 +238,20 @@ mod tests {
         // A reset copy brings both registers back.
         c.clone_from(&reset);
         assert_eq!((rd32(&c, lo), rd32(&c, hi)), (0x4, 0));
+    }
+
+    #[test]
+    fn express_msi_mask_holds_the_interrupt_until_unmasked() {
+        let mut c = config(1, true).unwrap();
+        let (mask, pending) = c.msi_layout().unwrap().mask.unwrap();
+        // Only vector 0 is offered: one mask bit.
+        wr32(&mut c, mask, !0);
+        assert_eq!(rd32(&c, mask), 1);
+        assert!(!c.msi_raise(0));
+        assert_eq!(rd32(&c, pending), 1);
+        wr32(&mut c, mask, 0);
+        assert_eq!(c.msi_take_unmasked(), 1);
+        assert_eq!(rd32(&c, pending), 0);
+        assert!(c.msi_raise(0));
     }
 }
