@@ -22,7 +22,7 @@ use emul::{
     config::{reg, Bar, ConfigSpace, MsixLayout},
     irq::{check_set, IrqAction, IrqData, IrqInfo},
     mig::{Sections, Writer},
-    region::{self, Area, MAX_AREAS},
+    region::{self, Area, DevRegion, MAX_AREAS},
     uapi::*,
     EResult, Errno,
 };
@@ -54,6 +54,9 @@ same_as_c!(
     VFIO_REGION_INFO_FLAG_READ,
     VFIO_REGION_INFO_FLAG_WRITE,
     VFIO_REGION_INFO_FLAG_MMAP,
+    VFIO_REGION_INFO_FLAG_CAPS,
+    VFIO_REGION_INFO_CAP_TYPE,
+    VFIO_REGION_TYPE_PCI_VENDOR_TYPE,
     VFIO_IRQ_INFO_EVENTFD,
     VFIO_IRQ_INFO_MASKABLE,
     VFIO_IRQ_INFO_AUTOMASKED,
@@ -120,6 +123,38 @@ pub(crate) trait PciDevice: Send + Sync + Sized + 'static {
     /// once, when the device is created.
     fn bar_memory(&self, _bar: usize) -> Option<Range<u64>> {
         None
+    }
+
+    /// The device's own regions (index `VFIO_PCI_NUM_REGIONS` and up, in
+    /// order), at most [`region::MAX_DEV_REGIONS`]; each is reported with a
+    /// region-type capability. Their accesses go to [`Self::region_read`]
+    /// and [`Self::region_write`]. Asked at creation (a bad list fails it
+    /// with `EINVAL`) and on every access, so it must not change.
+    fn regions(&self) -> &[DevRegion] {
+        &[]
+    }
+
+    /// A read of `data.len()` bytes at `off` of device region `region` (0
+    /// for the first of [`Self::regions`]), checked to lie inside it. The
+    /// buffer starts zeroed.
+    fn region_read(
+        _state: &mut Self::State,
+        _ctx: &mut Ctx,
+        _region: usize,
+        _off: u64,
+        _data: &mut [u8],
+    ) {
+    }
+
+    /// A write of `data` at `off` of device region `region`, checked to lie
+    /// inside a writable region.
+    fn region_write(
+        _state: &mut Self::State,
+        _ctx: &mut Ctx,
+        _region: usize,
+        _off: u64,
+        _data: &[u8],
+    ) {
     }
 
     /// A guest read of `data.len()` bytes at `off` of BAR `bar`. The library
@@ -438,6 +473,7 @@ impl<D: PciDevice> PciCore<D> {
     /// A device `dev` with initial state `state`.
     pub(crate) fn new(dev: D, state: D::State) -> Result<impl PinInit<Self, Error>> {
         let cfg = dev.config().map_err(kerr)?;
+        region::check_dev_regions(dev.regions()).map_err(kerr)?;
         let bars: [Bar; 6] = core::array::from_fn(|i| dev.bar(i));
         // The BAR hook must agree with configuration space. In particular
         // the upper register of a 64-bit BAR is no BAR (`Bar::None`): its
@@ -507,8 +543,14 @@ impl<D: PciDevice> PciCore<D> {
             // The upper half of a 64-bit BAR is `Bar::None`: an empty region.
             0..=VFIO_PCI_BAR5_REGION_INDEX => Some(self.bars[index as usize].size()),
             VFIO_PCI_ROM_REGION_INDEX | VFIO_PCI_VGA_REGION_INDEX => Some(0),
-            _ => None,
+            _ => self.dev_region(index).map(|r| r.size),
         }
+    }
+
+    /// Device region `index` (`VFIO_PCI_NUM_REGIONS` and up), if there is one.
+    fn dev_region(&self, index: u32) -> Option<&DevRegion> {
+        let i = index.checked_sub(VFIO_PCI_NUM_REGIONS)?;
+        self.dev.regions().get(i as usize)
     }
 
     /// The parts of region `index` userspace may map: a BAR's memory.
@@ -582,6 +624,14 @@ impl<D: PciDevice> PciCore<D> {
             }
             0..=VFIO_PCI_BAR5_REGION_INDEX => {
                 self.bar_access(ctx, dev, a.index as usize, a.offset, buf, write)?
+            }
+            VFIO_PCI_NUM_REGIONS.. => {
+                let i = (a.index - VFIO_PCI_NUM_REGIONS) as usize;
+                match self.dev_region(a.index) {
+                    Some(r) if write && r.writable => D::region_write(dev, ctx, i, a.offset, buf),
+                    Some(_) if !write => D::region_read(dev, ctx, i, a.offset, buf),
+                    _ => return Err(EINVAL),
+                }
             }
             _ => return Err(EINVAL),
         }
@@ -861,7 +911,8 @@ impl<D: PciDevice> PciCore<D> {
         }
         for (off, v) in [
             (4, VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET),
-            (8, VFIO_PCI_NUM_REGIONS),
+            // At most `MAX_DEV_REGIONS`, checked at creation.
+            (8, VFIO_PCI_NUM_REGIONS + self.dev.regions().len() as u32),
             (12, VFIO_PCI_NUM_IRQS),
         ] {
             put_le32(&mut b, off, v);
@@ -1008,10 +1059,11 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
 
     fn region_info(&self, index: u32) -> Result<vfio::RegionInfo> {
         let size = self.region_size(index).ok_or(EINVAL)?;
-        let mut flags = if size > 0 {
-            VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
-        } else {
-            0
+        let dev_region = self.dev_region(index);
+        let mut flags = match dev_region {
+            Some(r) if !r.writable => VFIO_REGION_INFO_FLAG_READ,
+            _ if size > 0 => VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE,
+            _ => 0,
         };
         let mut sparse = [None; vfio::SPARSE_AREAS];
         for (slot, a) in sparse
@@ -1026,6 +1078,7 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
             size,
             flags,
             sparse,
+            kind: dev_region.map(|r| (r.kind, r.subtype)),
         })
     }
 

@@ -15,6 +15,8 @@
 
 use crate::vfio_pci_core::emul::{
     config::{reg, Bar, ConfigSpace},
+    region::DevRegion,
+    uapi::VFIO_REGION_TYPE_PCI_VENDOR_TYPE,
     EResult,
 };
 
@@ -48,6 +50,52 @@ pub(crate) const SCRATCH: core::ops::Range<u64> = 0x1000..0x2000;
 pub(crate) const MSIX_VECTORS: u16 = 2;
 /// What the vendor-specific capability carries.
 pub(crate) const VNDR_DATA: &[u8] = b"rmdev";
+
+/// The statistics region's type: a PCI vendor type with the card's vendor
+/// ID, which names the subtypes.
+pub(crate) const STATS_TYPE: u32 = VFIO_REGION_TYPE_PCI_VENDOR_TYPE | VENDOR as u32;
+/// The statistics region's subtype.
+pub(crate) const STATS_SUBTYPE: u32 = 1;
+/// Bytes of statistics per port: three little-endian `u64` counters.
+pub(crate) const STATS_PORT_SIZE: usize = 24;
+/// The most ports a card has.
+pub(crate) const MAX_PORTS: usize = 2;
+
+/// The card's read-only statistics region (device region 0, VFIO region
+/// index 9): for each port, at `24 * port`, the bytes transmitted (written
+/// to THR), received (read from RBR) and lost to receive overruns since the
+/// instance was created, each a little-endian `u64`. It does not change the
+/// PCI function the guest sees, only the VFIO region list; the counters are
+/// the instance's, not the guest's (a reset keeps them; they do not
+/// migrate).
+pub(crate) fn stats_region(ports: usize) -> DevRegion {
+    DevRegion {
+        kind: STATS_TYPE,
+        subtype: STATS_SUBTYPE,
+        size: (STATS_PORT_SIZE * ports.min(MAX_PORTS)) as u64,
+        writable: false,
+    }
+}
+
+/// Reads `out.len()` bytes at `off` of the statistics region whose ports
+/// have the counters `ports` (`[tx, rx, overruns]` each). Bytes past the
+/// ports given read zero.
+pub(crate) fn stats_read(ports: &[[u64; 3]], off: u64, out: &mut [u8]) {
+    let mut all = [0u8; STATS_PORT_SIZE * MAX_PORTS];
+    for (chunk, counters) in all.chunks_exact_mut(STATS_PORT_SIZE).zip(ports) {
+        for (b, c) in chunk.chunks_exact_mut(8).zip(counters) {
+            b.copy_from_slice(&c.to_le_bytes());
+        }
+    }
+    let start = usize::try_from(off).unwrap_or(usize::MAX);
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = start
+            .checked_add(i)
+            .and_then(|j| all.get(j))
+            .copied()
+            .unwrap_or(0);
+    }
+}
 
 /// BAR `index` of a card with `ports` ports.
 pub(crate) fn bar(ports: usize, express: bool, index: usize) -> Bar {
@@ -253,5 +301,33 @@ mod tests {
         assert_eq!(c.msi_take_unmasked(), 1);
         assert_eq!(rd32(&c, pending), 0);
         assert!(c.msi_raise(0));
+    }
+
+    #[test]
+    fn statistics_region_layout() {
+        let r = stats_region(2);
+        assert_eq!(r.kind, 0x8000_4348);
+        assert_eq!((r.subtype, r.size, r.writable), (1, 48, false));
+        assert_eq!(stats_region(1).size, 24);
+        assert_eq!(
+            crate::vfio_pci_core::emul::region::check_dev_regions(&[r]),
+            Ok(())
+        );
+        let ports = [[1, 2, 3], [0x0102_0304_0506_0708, 5, 6]];
+        let mut b = [0xffu8; 48];
+        stats_read(&ports, 0, &mut b);
+        assert_eq!(&b[..8], &1u64.to_le_bytes());
+        assert_eq!(&b[8..16], &2u64.to_le_bytes());
+        assert_eq!(&b[16..24], &3u64.to_le_bytes());
+        assert_eq!(&b[24..32], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(&b[40..48], &6u64.to_le_bytes());
+        // Unaligned and partial reads, and reads past the data.
+        let mut c = [0xffu8; 3];
+        stats_read(&ports, 25, &mut c);
+        assert_eq!(c, [7, 6, 5]);
+        stats_read(&ports[..1], 30, &mut c);
+        assert_eq!(c, [0, 0, 0]);
+        stats_read(&ports, u64::MAX, &mut c);
+        assert_eq!(c, [0, 0, 0]);
     }
 }
