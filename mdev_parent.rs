@@ -15,6 +15,7 @@ use crate::vfio_pci_core::{
     emul::{
         config::{Bar, ConfigSpace},
         mig::{Sections, Writer, TAG_DEVICE},
+        region::DevRegion,
         EResult, Errno,
     },
     Ctx, PciCore, PciDevice,
@@ -30,6 +31,9 @@ pub(crate) struct Serial {
     express: bool,
     /// The pool the ports came from; they go back when the instance goes.
     pool: Arc<Pool>,
+    /// The device-specific regions: the statistics region (see
+    /// [`card::stats_region`]).
+    regions: [DevRegion; 1],
 }
 
 impl Drop for Serial {
@@ -68,6 +72,26 @@ impl PciDevice for Serial {
 
     fn bar_memory(&self, index: usize) -> Option<core::ops::Range<u64>> {
         card::bar_memory(self.express, index)
+    }
+
+    fn regions(&self) -> &[DevRegion] {
+        &self.regions
+    }
+
+    /// The statistics region: the library checked the access against its
+    /// size, which covers the instance's ports only.
+    fn region_read(
+        state: &mut SerialState,
+        _ctx: &mut Ctx,
+        _region: usize,
+        off: u64,
+        data: &mut [u8],
+    ) {
+        let counters = state.ports.each_ref().map(|p| {
+            let s = p.stats();
+            [s.tx, s.rx, s.overruns]
+        });
+        card::stats_read(&counters, off, data);
     }
 
     fn bar_read(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &mut [u8]) {
@@ -181,6 +205,7 @@ impl MdevDriver for SerialDriver {
             ports: t.ports as usize,
             express: t.express,
             pool: self.pool.clone(),
+            regions: [card::stats_region(t.ports as usize)],
         };
         let state = SerialState {
             ports: [Uart::new(), Uart::new()],

@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn bar_sizing_in_kernel() {
         let mut c = ConfigSpace::with_header(0x4348, 0x3253, 0x07_00_02, 0x10);
-        c.set_bar(0, Bar::Io(8));
+        assert!(c.set_bar(0, Bar::Io(8)).is_ok());
         c.write(reg::BAR0, &[0xff; 4]).unwrap_or(());
         let mut b = [0u8; 4];
         assert!(c.read(reg::BAR0, &mut b).is_ok());

@@ -22,7 +22,7 @@ use emul::{
     config::{reg, Bar, ConfigSpace, MsixLayout},
     irq::{check_set, IrqAction, IrqData, IrqInfo},
     mig::{Sections, Writer},
-    region::{self, Area, MAX_AREAS},
+    region::{self, Area, DevRegion, MAX_AREAS},
     uapi::*,
     EResult, Errno,
 };
@@ -54,6 +54,9 @@ same_as_c!(
     VFIO_REGION_INFO_FLAG_READ,
     VFIO_REGION_INFO_FLAG_WRITE,
     VFIO_REGION_INFO_FLAG_MMAP,
+    VFIO_REGION_INFO_FLAG_CAPS,
+    VFIO_REGION_INFO_CAP_TYPE,
+    VFIO_REGION_TYPE_PCI_VENDOR_TYPE,
     VFIO_IRQ_INFO_EVENTFD,
     VFIO_IRQ_INFO_MASKABLE,
     VFIO_IRQ_INFO_AUTOMASKED,
@@ -101,7 +104,9 @@ pub(crate) trait PciDevice: Send + Sync + Sized + 'static {
     /// builder error fails the device's creation with `EINVAL`.
     fn config(&self) -> EResult<ConfigSpace>;
 
-    /// BAR `index` (0-5).
+    /// BAR `index` (0-5), as [`Self::config`] set it: [`Bar::None`] for
+    /// the upper register of a 64-bit BAR (the device's creation fails with
+    /// `EINVAL` otherwise).
     fn bar(&self, index: usize) -> Bar;
 
     /// The number of MSI vectors the device offers (0 for none).
@@ -118,6 +123,38 @@ pub(crate) trait PciDevice: Send + Sync + Sized + 'static {
     /// once, when the device is created.
     fn bar_memory(&self, _bar: usize) -> Option<Range<u64>> {
         None
+    }
+
+    /// The device's own regions (index `VFIO_PCI_NUM_REGIONS` and up, in
+    /// order), at most [`region::MAX_DEV_REGIONS`]; each is reported with a
+    /// region-type capability. Their accesses go to [`Self::region_read`]
+    /// and [`Self::region_write`]. Asked at creation (a bad list fails it
+    /// with `EINVAL`) and on every access, so it must not change.
+    fn regions(&self) -> &[DevRegion] {
+        &[]
+    }
+
+    /// A read of `data.len()` bytes at `off` of device region `region` (0
+    /// for the first of [`Self::regions`]), checked to lie inside it. The
+    /// buffer starts zeroed.
+    fn region_read(
+        _state: &mut Self::State,
+        _ctx: &mut Ctx,
+        _region: usize,
+        _off: u64,
+        _data: &mut [u8],
+    ) {
+    }
+
+    /// A write of `data` at `off` of device region `region`, checked to lie
+    /// inside a writable region.
+    fn region_write(
+        _state: &mut Self::State,
+        _ctx: &mut Ctx,
+        _region: usize,
+        _off: u64,
+        _data: &[u8],
+    ) {
     }
 
     /// A guest read of `data.len()` bytes at `off` of BAR `bar`. The library
@@ -227,9 +264,11 @@ impl Ctx {
         self.irqs.delivered
     }
 
-    /// Sets the level of the device's interrupt. With MSI enabled a rising
-    /// level sends one message; with INTx the line is delivered when not
-    /// masked, then masked until userspace unmasks it (VFIO's automasking).
+    /// Sets the level of the device's interrupt. With MSI or MSI-X enabled a
+    /// rising level sends one message on vector 0 (with MSI per-vector
+    /// masking and the vector masked, it waits in its pending bit); with
+    /// INTx the line is delivered when not masked, then masked until
+    /// userspace unmasks it (VFIO's automasking).
     pub(crate) fn set_irq(&mut self, asserted: bool) {
         // The common case on every register access: no interrupt before and
         // none now, so nothing to change.
@@ -246,9 +285,34 @@ impl Ctx {
             return;
         }
         match self.irqs.mode {
-            IrqMode::Msi | IrqMode::Msix if rising => self.send_vector(0),
+            IrqMode::Msi if rising => self.send_msi(0),
+            IrqMode::Msix if rising => self.send_vector(0),
             IrqMode::Intx if asserted => self.deliver_intx(),
             _ => {}
+        }
+    }
+
+    /// Sends MSI vector `v`, unless the capability has per-vector masking
+    /// and the guest masked `v`: its pending bit is then set instead, and
+    /// the message goes out when the guest unmasks it (see
+    /// [`Ctx::send_unmasked_msi`]).
+    fn send_msi(&mut self, v: u32) {
+        if self.cfg.msi_raise(v) {
+            self.send_vector(v as usize);
+        }
+    }
+
+    /// Sends the MSI messages whose vectors are pending and no longer
+    /// masked (after a configuration write), clearing their pending bits.
+    fn send_unmasked_msi(&mut self) {
+        if self.irqs.mode != IrqMode::Msi || self.irqs.stopped {
+            return;
+        }
+        let due = self.cfg.msi_take_unmasked();
+        for v in 0..VECTORS {
+            if due & (1 << v) != 0 {
+                self.send_vector(v);
+            }
         }
     }
 
@@ -279,11 +343,14 @@ impl Ctx {
     fn run(&mut self) {
         self.irqs.stopped = false;
         let held = core::mem::take(&mut self.irqs.held);
+        // Vectors the guest unmasked while the device was stopped.
+        self.send_unmasked_msi();
         if !self.irqs.asserted {
             return;
         }
         match self.irqs.mode {
-            IrqMode::Msi | IrqMode::Msix if held => self.send_vector(0),
+            IrqMode::Msi if held => self.send_msi(0),
+            IrqMode::Msix if held => self.send_vector(0),
             IrqMode::Intx => self.deliver_intx(),
             _ => {}
         }
@@ -406,7 +473,14 @@ impl<D: PciDevice> PciCore<D> {
     /// A device `dev` with initial state `state`.
     pub(crate) fn new(dev: D, state: D::State) -> Result<impl PinInit<Self, Error>> {
         let cfg = dev.config().map_err(kerr)?;
+        region::check_dev_regions(dev.regions()).map_err(kerr)?;
         let bars: [Bar; 6] = core::array::from_fn(|i| dev.bar(i));
+        // The BAR hook must agree with configuration space. In particular
+        // the upper register of a 64-bit BAR is no BAR (`Bar::None`): its
+        // region is empty, as vfio-pci reports it.
+        if (0..6).any(|i| bars[i] != cfg.bar(i)) {
+            return Err(EINVAL);
+        }
         let msix = cfg.msix_layout();
         let cfg_fp = cfg.layout_fingerprint();
         let mut memory = [const { None }; 6];
@@ -424,7 +498,7 @@ impl<D: PciDevice> PciCore<D> {
                     if l.pba_bar == i { l.pba.clone() } else { 0..0 },
                 ]
             });
-            region::check_memory(&range, bars[i].size().into(), &hidden, PAGE_SIZE as u64)
+            region::check_memory(&range, bars[i].size(), &hidden, PAGE_SIZE as u64)
                 .map_err(kerr)?;
             *slot = Some(BarMemory::new(range)?);
         }
@@ -466,10 +540,17 @@ impl<D: PciDevice> PciCore<D> {
     fn region_size(&self, index: u32) -> Option<u64> {
         match index {
             VFIO_PCI_CONFIG_REGION_INDEX => Some(self.reset_cfg.size() as u64),
-            0..=VFIO_PCI_BAR5_REGION_INDEX => Some(self.bars[index as usize].size().into()),
+            // The upper half of a 64-bit BAR is `Bar::None`: an empty region.
+            0..=VFIO_PCI_BAR5_REGION_INDEX => Some(self.bars[index as usize].size()),
             VFIO_PCI_ROM_REGION_INDEX | VFIO_PCI_VGA_REGION_INDEX => Some(0),
-            _ => None,
+            _ => self.dev_region(index).map(|r| r.size),
         }
+    }
+
+    /// Device region `index` (`VFIO_PCI_NUM_REGIONS` and up), if there is one.
+    fn dev_region(&self, index: u32) -> Option<&DevRegion> {
+        let i = index.checked_sub(VFIO_PCI_NUM_REGIONS)?;
+        self.dev.regions().get(i as usize)
     }
 
     /// The parts of region `index` userspace may map: a BAR's memory.
@@ -535,12 +616,22 @@ impl<D: PciDevice> PciCore<D> {
                     {
                         ctx.deliver_intx();
                     }
+                    // Clearing the mask bit of a pending MSI vector sends it.
+                    ctx.send_unmasked_msi();
                 } else {
                     ctx.cfg.read(off, buf).map_err(kerr)?;
                 }
             }
             0..=VFIO_PCI_BAR5_REGION_INDEX => {
                 self.bar_access(ctx, dev, a.index as usize, a.offset, buf, write)?
+            }
+            VFIO_PCI_NUM_REGIONS.. => {
+                let i = (a.index - VFIO_PCI_NUM_REGIONS) as usize;
+                match self.dev_region(a.index) {
+                    Some(r) if write && r.writable => D::region_write(dev, ctx, i, a.offset, buf),
+                    Some(_) if !write => D::region_read(dev, ctx, i, a.offset, buf),
+                    _ => return Err(EINVAL),
+                }
             }
             _ => return Err(EINVAL),
         }
@@ -820,7 +911,8 @@ impl<D: PciDevice> PciCore<D> {
         }
         for (off, v) in [
             (4, VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET),
-            (8, VFIO_PCI_NUM_REGIONS),
+            // At most `MAX_DEV_REGIONS`, checked at creation.
+            (8, VFIO_PCI_NUM_REGIONS + self.dev.regions().len() as u32),
             (12, VFIO_PCI_NUM_IRQS),
         ] {
             put_le32(&mut b, off, v);
@@ -967,10 +1059,11 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
 
     fn region_info(&self, index: u32) -> Result<vfio::RegionInfo> {
         let size = self.region_size(index).ok_or(EINVAL)?;
-        let mut flags = if size > 0 {
-            VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
-        } else {
-            0
+        let dev_region = self.dev_region(index);
+        let mut flags = match dev_region {
+            Some(r) if !r.writable => VFIO_REGION_INFO_FLAG_READ,
+            _ if size > 0 => VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE,
+            _ => 0,
         };
         let mut sparse = [None; vfio::SPARSE_AREAS];
         for (slot, a) in sparse
@@ -985,6 +1078,7 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
             size,
             flags,
             sparse,
+            kind: dev_region.map(|r| (r.kind, r.subtype)),
         })
     }
 

@@ -109,6 +109,10 @@ pub(crate) struct RegionInfo {
     /// sparse-mmap capability (`VFIO_REGION_INFO_CAP_SPARSE_MMAP`) listing
     /// them in order.
     pub(crate) sparse: [Option<(u64, u64)>; SPARSE_AREAS],
+    /// The region's type and subtype, for a device-specific region: the
+    /// region's information then carries a region-type capability
+    /// (`VFIO_REGION_INFO_CAP_TYPE`).
+    pub(crate) kind: Option<(u32, u32)>,
 }
 
 /// `struct vfio_region_info_cap_sparse_mmap` with room for its areas.
@@ -124,6 +128,42 @@ struct SparseCap {
 const _: () = assert!(
     core::mem::offset_of!(SparseCap, areas) == size_of::<vb::vfio_region_info_cap_sparse_mmap>()
 );
+
+/// A capability of an information chain, as the VFIO core copies it.
+///
+/// # Safety
+///
+/// Implementers are `#[repr(C)]` structures whose first field is a
+/// `struct vfio_info_cap_header`, followed by the capability's data.
+unsafe trait InfoCap: Sized {}
+
+// SAFETY: `SparseCap` is `#[repr(C)]` and starts with its header.
+unsafe impl InfoCap for SparseCap {}
+// SAFETY: The bindgen struct is `#[repr(C)]` and starts with its header.
+unsafe impl InfoCap for vb::vfio_region_info_cap_type {}
+
+/// Adds the first `len` bytes of `cap` to the core's capability chain
+/// `caps` with `vfio_info_add_capability()`, which copies them (so `cap`
+/// need not outlive the call) and links them in. `EINVAL` if `len` does not
+/// cover the header or runs past `cap`.
+///
+/// # Safety
+///
+/// `caps` is the capability chain the VFIO core passed to the current
+/// `get_region_info_caps` call.
+unsafe fn add_info_cap<C: InfoCap>(
+    caps: *mut vb::vfio_info_cap,
+    cap: &mut C,
+    len: usize,
+) -> Result {
+    if len < size_of::<vb::vfio_info_cap_header>() || len > size_of::<C>() {
+        return Err(EINVAL);
+    }
+    // SAFETY: `caps` is the core's chain for this call (the caller's
+    // contract); by `InfoCap` a `C` starts with its header, and `cap` is
+    // valid for reads of `len` bytes, at most its size (checked above).
+    to_result(unsafe { vb::vfio_info_add_capability(caps, core::ptr::from_mut(cap).cast(), len) })
+}
 
 /// The operations of a VFIO device, called by the VFIO core.
 ///
@@ -679,11 +719,22 @@ unsafe extern "C" fn get_region_info_caps<T: VfioOps>(
             cap.nr_areas = n as u32;
             let len = size_of::<vb::vfio_region_info_cap_sparse_mmap>()
                 + n * size_of::<vb::vfio_region_sparse_mmap_area>();
-            // SAFETY: `caps` is the core's capability chain for this call;
-            // `cap` is a `vfio_region_info_cap_sparse_mmap` followed by its
-            // areas, valid for reads of `len` bytes (at most its size). The
-            // core copies the bytes, so `cap` need not outlive the call.
-            to_result(unsafe { vb::vfio_info_add_capability(caps, &raw mut cap.header, len) })?;
+            // SAFETY: `caps` is the core's capability chain for this call.
+            unsafe { add_info_cap(caps, &mut cap, len) }?;
+        }
+        if let Some((kind, subtype)) = r.kind {
+            let mut cap = vb::vfio_region_info_cap_type {
+                header: vb::vfio_info_cap_header {
+                    id: vb::VFIO_REGION_INFO_CAP_TYPE as u16,
+                    version: 1,
+                    next: 0,
+                },
+                type_: kind,
+                subtype,
+            };
+            let len = size_of::<vb::vfio_region_info_cap_type>();
+            // SAFETY: `caps` is the core's capability chain for this call.
+            unsafe { add_info_cap(caps, &mut cap, len) }?;
         }
         Ok(0)
     })

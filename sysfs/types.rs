@@ -34,7 +34,7 @@ pub(crate) const TYPES: &[TypeDesc] = &[
     TypeDesc {
         sysfs_name: c"pcie-serial-1",
         pretty_name: c"PCI Express single port serial",
-        description: "16550A-compatible PCI Express serial function, one port (I/O BAR0), MSI-X and mappable scratch memory (memory BAR2), FLR",
+        description: "16550A-compatible PCI Express serial function, one port (I/O BAR0), MSI-X and mappable scratch memory (64-bit memory BAR2), FLR",
         ports: 1,
         express: true,
     },

@@ -77,12 +77,27 @@ pub(crate) mod cap {
     pub(crate) const MSI_FLAGS: usize = 2;
     pub(crate) const MSI_ADDRESS_LO: usize = 4;
     pub(crate) const MSI_ADDRESS_HI: usize = 8;
+    pub(crate) const MSI_DATA_32: usize = 8;
+    pub(crate) const MSI_MASK_32: usize = 0x0c;
+    pub(crate) const MSI_PENDING_32: usize = 0x10;
     pub(crate) const MSI_DATA_64: usize = 12;
+    pub(crate) const MSI_MASK_64: usize = 0x10;
+    pub(crate) const MSI_PENDING_64: usize = 0x14;
     pub(crate) const MSI_FLAGS_ENABLE: u16 = 1 << 0;
+    /// Message control: Multiple Message Capable, log2 of the vectors.
+    pub(crate) const MSI_FLAGS_QMASK: u16 = 0x0e;
     pub(crate) const MSI_FLAGS_QSIZE: u16 = 0x70;
     pub(crate) const MSI_FLAGS_64BIT: u16 = 1 << 7;
+    /// Message control: Per-Vector Masking Capable.
+    pub(crate) const MSI_FLAGS_MASKBIT: u16 = 1 << 8;
+    /// Bytes of a 32-bit MSI capability without per-vector masking.
+    pub(crate) const MSI_SIZEOF_32: usize = 10;
     /// Bytes of a 64-bit MSI capability without per-vector masking.
     pub(crate) const MSI_SIZEOF_64: usize = 14;
+    /// Bytes of a 32-bit MSI capability with per-vector masking.
+    pub(crate) const MSI_SIZEOF_32_MASK: usize = 0x14;
+    /// Bytes of a 64-bit MSI capability with per-vector masking.
+    pub(crate) const MSI_SIZEOF_64_MASK: usize = 0x18;
     /// Bytes of a power management capability.
     pub(crate) const PM_SIZEOF: usize = 8;
 
@@ -309,17 +324,52 @@ pub(crate) enum Bar {
     /// Offered to devices; the serial card has I/O BARs only.
     #[cfg_attr(not(test), allow(dead_code))]
     Mem32(u32),
+    /// 64-bit memory space of `size` bytes (a power of two, at least 16 and
+    /// at most [`MAX_BAR64`]). It takes two BAR registers: the one it is set
+    /// at holds the type bits and the low address bits, the next one the
+    /// high address bits (PCI Local Bus 3.0, 6.2.5.1).
+    Mem64(u64),
 }
+
+/// The largest 64-bit memory BAR: 1 TiB, the most one VFIO region can
+/// address (a region's offsets are 40 bits wide, see
+/// [`super::region::OFFSET_SHIFT`]).
+pub(crate) const MAX_BAR64: u64 = 1 << 40;
+
+/// The number of base address registers of a type-0 header.
+pub(crate) const BARS: usize = 6;
 
 impl Bar {
     /// The region size the BAR decodes, zero for none.
-    pub(crate) fn size(self) -> u32 {
+    pub(crate) fn size(self) -> u64 {
         match self {
             Bar::None => 0,
-            Bar::Io(s) | Bar::Mem32(s) => s,
+            Bar::Io(s) | Bar::Mem32(s) => s.into(),
+            Bar::Mem64(s) => s,
+        }
+    }
+
+    /// Whether the BAR takes two registers (BAR *i* and *i* + 1).
+    pub(crate) fn is_64bit(self) -> bool {
+        matches!(self, Bar::Mem64(_))
+    }
+
+    /// The read-only type bits of the BAR's first register, its smallest
+    /// size, and its largest.
+    fn kind(self) -> (u32, u64, u64) {
+        match self {
+            Bar::None => (0, 0, 0),
+            Bar::Io(_) => (BAR_IO, 4, 1 << 32),
+            Bar::Mem32(_) => (0, 16, 1 << 32),
+            Bar::Mem64(_) => (BAR_MEM_TYPE_64, 16, MAX_BAR64),
         }
     }
 }
+
+/// A BAR register's space indicator: I/O space (PCI Local Bus 3.0, 6.2.5.1).
+const BAR_IO: u32 = 0x1;
+/// A memory BAR register's type field: 64-bit, located anywhere.
+const BAR_MEM_TYPE_64: u32 = 0x4;
 
 /// Where a function's MSI-X table and pending bit array are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,6 +384,32 @@ pub(crate) struct MsixLayout {
     pub(crate) pba_bar: usize,
     /// The array's bytes within that BAR.
     pub(crate) pba: core::ops::Range<u64>,
+}
+
+/// Where an MSI capability's registers are (PCI Local Bus 3.0, 6.8.1),
+/// decoded from its read-only Message Control bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MsiLayout {
+    /// Vectors the capability offers (Multiple Message Capable).
+    pub(crate) vectors: u32,
+    /// The message address is 64 bits wide.
+    pub(crate) is_64bit: bool,
+    /// Offset of the message data register.
+    pub(crate) data: usize,
+    /// Offsets of the mask and pending bits registers, if the capability
+    /// has per-vector masking.
+    pub(crate) mask: Option<(usize, usize)>,
+}
+
+impl MsiLayout {
+    /// The bits of the mask and pending registers that name a vector the
+    /// capability offers.
+    pub(crate) fn vector_bits(&self) -> u32 {
+        match self.vectors {
+            32.. => u32::MAX,
+            n => (1 << n) - 1,
+        }
+    }
 }
 
 /// A configuration space: values and permission bits, byte by byte.
@@ -363,12 +439,17 @@ pub(crate) struct ConfigSpace {
     pcie: usize,
     /// Offset of the MSI-X capability, 0 if there is none.
     msix: usize,
+    /// Offset of the MSI capability, 0 if there is none.
+    msi: usize,
     /// Whether a guest write asked for a Function Level Reset that the
     /// library has not yet taken (see [`ConfigSpace::take_flr_request`]).
     flr: bool,
     /// Bytes of conventional space the header and the capabilities occupy,
     /// one bit per byte, so that a builder refuses to overlap them.
     used: [u64; CFG_SIZE / 64],
+    /// The BARs [`ConfigSpace::set_bar`] configured, so that a 64-bit BAR
+    /// does not take a register another BAR holds.
+    bars: [Bar; BARS],
 }
 
 impl ConfigSpace {
@@ -382,9 +463,11 @@ impl ConfigSpace {
             pm: 0,
             pcie: 0,
             msix: 0,
+            msi: 0,
             flr: false,
             // The type-0 header takes the first 64 bytes.
             used: [u64::MAX, 0, 0, 0],
+            bars: [Bar::None; BARS],
         }
     }
 
@@ -444,28 +527,78 @@ impl ConfigSpace {
     }
 
     /// Configures BAR `index` (0-5); the guest can then size and place it.
-    pub(crate) fn set_bar(&mut self, index: usize, bar: Bar) {
-        let off = reg::BAR0 + 4 * index;
-        let (flags, size) = match bar {
-            Bar::None => (0, 0),
-            Bar::Io(s) => (1, s),
-            Bar::Mem32(s) => (0, s),
-        };
+    ///
+    /// A 64-bit memory BAR ([`Bar::Mem64`]) takes BAR `index` and `index +
+    /// 1`: the first holds the type bits and the writable address bits above
+    /// the size, the second the size mask's upper half, so writing all ones
+    /// to both reads back the 64-bit mask. Setting a BAR again replaces it
+    /// (and frees the upper register of a 64-bit BAR it replaces).
+    ///
+    /// Fails with `EINVAL`, changing nothing, if `index` is above 5, BAR
+    /// `index` is the upper register of a 64-bit BAR, the size is not a
+    /// power of two in the kind's range, or a 64-bit BAR would start at BAR
+    /// 5 or take a register another BAR holds.
+    pub(crate) fn set_bar(&mut self, index: usize, bar: Bar) -> EResult {
+        if index >= BARS || self.is_bar_upper(index) {
+            return Err(Errno::Inval);
+        }
+        let (flags, min, max) = bar.kind();
+        let size = bar.size();
+        if bar != Bar::None && (!size.is_power_of_two() || size < min || size > max) {
+            return Err(Errno::Inval);
+        }
+        if bar.is_64bit() {
+            let next = self.bars.get(index + 1).ok_or(Errno::Inval)?;
+            if *next != Bar::None {
+                return Err(Errno::Inval);
+            }
+        }
+        // A 64-bit BAR replaced frees its upper register.
+        if let Some(old) = self.bars.get(index).copied() {
+            if old.is_64bit() {
+                self.bar_regs(index + 1, 0, 0);
+            }
+        }
         // The address bits above the size are the guest's; the type bits and
         // the offset bits within the region are read-only.
         let write = if size == 0 { 0 } else { !(size - 1) };
-        let write = match bar {
-            Bar::Io(_) => write & !0x3,
-            _ => write & !0xf,
-        };
-        self.set(off, 4, flags);
+        let type_mask = if flags & BAR_IO != 0 { 0x3 } else { 0xf };
+        self.bar_regs(index, flags, write as u32 & !type_mask);
+        if bar.is_64bit() {
+            self.bar_regs(index + 1, 0, (write >> 32) as u32);
+        }
+        if let Some(b) = self.bars.get_mut(index) {
+            *b = bar;
+        }
+        Ok(())
+    }
+
+    /// Sets BAR register `index` to `value` with `write` the bits the guest
+    /// may write.
+    fn bar_regs(&mut self, index: usize, value: u32, write: u32) {
+        let off = reg::BAR0 + 4 * index;
+        self.set(off, 4, value);
         self.apply(&Perm {
             off,
             len: 4,
             write,
             rw1c: 0,
-            why: "BAR: address bits above the size are writable, so sizing reads back the mask",
+            why: "BAR: address bits above the size are writable, so sizing reads back the mask; a 64-bit BAR's upper register holds the mask's upper half",
         });
+    }
+
+    /// Whether BAR register `index` is the upper half of a 64-bit BAR.
+    pub(crate) fn is_bar_upper(&self, index: usize) -> bool {
+        index
+            .checked_sub(1)
+            .and_then(|i| self.bars.get(i))
+            .is_some_and(|b| b.is_64bit())
+    }
+
+    /// BAR `index` as [`ConfigSpace::set_bar`] configured it ([`Bar::None`]
+    /// for the upper register of a 64-bit BAR, or past BAR 5).
+    pub(crate) fn bar(&self, index: usize) -> Bar {
+        self.bars.get(index).copied().unwrap_or(Bar::None)
     }
 
     /// Whether byte `i` of conventional space is taken (out of range counts
@@ -514,16 +647,64 @@ impl ConfigSpace {
     /// 1-32) with 64-bit addresses. Its registers follow the PCI spec's
     /// permissions: enable and multiple-message-enable are the guest's,
     /// multiple-message-capable and 64-bit-capable are read-only, the address
-    /// is writable but dword aligned, the data writable.
+    /// is writable but dword aligned, the data writable. See
+    /// [`ConfigSpace::add_msi_ext`] for the other layouts and checks.
     pub(crate) fn add_msi(&mut self, off: usize, vectors: u32) {
-        let mmc = vectors.clamp(1, 32).trailing_zeros();
         self.mark_used(off, cap::MSI_SIZEOF_64);
+        self.msi_regs(off, vectors.clamp(1, 32), true, false);
+    }
+
+    /// Adds an MSI capability at `off` offering `vectors` (a power of two,
+    /// 1-32), with 32-bit or 64-bit addresses (`is_64bit`) and with or
+    /// without per-vector masking (`maskable`), laid out as PCI Local Bus
+    /// 3.0, 6.8.1 says: the data at 0x8 (32-bit) or 0xc (64-bit), then, if
+    /// maskable, the mask bits at 0xc or 0x10 and the pending bits at 0x10
+    /// or 0x14.
+    ///
+    /// The permissions are [`ConfigSpace::add_msi`]'s; with per-vector
+    /// masking, the Per-Vector Masking Capable bit is set and read-only, a
+    /// mask bit is writable for each vector the capability offers and the
+    /// pending bits are the device's (read-only to the guest; see
+    /// [`ConfigSpace::msi_raise`]).
+    ///
+    /// Fails with `EINVAL`, changing nothing, if `vectors` is not a power of
+    /// two from 1 to 32, or the capability is not dword aligned at or after
+    /// 0x40, does not fit in conventional space or overlaps another.
+    pub(crate) fn add_msi_ext(
+        &mut self,
+        off: usize,
+        vectors: u32,
+        is_64bit: bool,
+        maskable: bool,
+    ) -> EResult {
+        if !vectors.is_power_of_two() || vectors > 32 {
+            return Err(Errno::Inval);
+        }
+        let len = match (is_64bit, maskable) {
+            (false, false) => cap::MSI_SIZEOF_32,
+            (true, false) => cap::MSI_SIZEOF_64,
+            (false, true) => cap::MSI_SIZEOF_32_MASK,
+            (true, true) => cap::MSI_SIZEOF_64_MASK,
+        };
+        self.claim(off, len)?;
+        self.msi_regs(off, vectors, is_64bit, maskable);
+        Ok(())
+    }
+
+    /// Links an MSI capability at `off` and sets its registers and
+    /// permission lines (the bytes are already taken).
+    fn msi_regs(&mut self, off: usize, vectors: u32, is_64bit: bool, maskable: bool) {
+        let mmc = vectors.trailing_zeros();
         self.link_cap(off, cap::ID_MSI);
-        self.set(
-            off + cap::MSI_FLAGS,
-            2,
-            (mmc << 1) | u32::from(cap::MSI_FLAGS_64BIT),
-        );
+        let mut flags = mmc << 1;
+        if is_64bit {
+            flags |= u32::from(cap::MSI_FLAGS_64BIT);
+        }
+        if maskable {
+            flags |= u32::from(cap::MSI_FLAGS_MASKBIT);
+        }
+        self.set(off + cap::MSI_FLAGS, 2, flags);
+        self.msi = off;
         for p in [
             Perm {
                 off: off + cap::MSI_FLAGS,
@@ -539,22 +720,47 @@ impl ConfigSpace {
                 rw1c: 0,
                 why: "MSI address: dword aligned, the low two bits read zero",
             },
-            Perm {
+        ] {
+            self.apply(&p);
+        }
+        if is_64bit {
+            self.apply(&Perm {
                 off: off + cap::MSI_ADDRESS_HI,
                 len: 4,
                 write: !0,
                 rw1c: 0,
                 why: "MSI upper address: any value",
-            },
-            Perm {
-                off: off + cap::MSI_DATA_64,
-                len: 2,
-                write: 0xffff,
-                rw1c: 0,
-                why: "MSI data: any value",
-            },
-        ] {
-            self.apply(&p);
+            });
+        }
+        let Some(l) = self.msi_layout() else {
+            return;
+        };
+        self.apply(&Perm {
+            off: l.data,
+            len: 2,
+            write: 0xffff,
+            rw1c: 0,
+            why: "MSI data: any value",
+        });
+        if let Some((mask, pending)) = l.mask {
+            for p in [
+                Perm {
+                    off: mask,
+                    len: 4,
+                    write: l.vector_bits(),
+                    rw1c: 0,
+                    why: "MSI mask bits: the guest's for each vector the capability offers; the rest are reserved",
+                },
+                Perm {
+                    off: pending,
+                    len: 4,
+                    write: 0,
+                    rw1c: 0,
+                    why: "MSI pending bits: the device's, read-only to the guest; set while a masked vector has a message waiting",
+                },
+            ] {
+                self.apply(&p);
+            }
         }
     }
 
@@ -739,6 +945,70 @@ impl ConfigSpace {
         })
     }
 
+    /// Where the MSI capability's registers are, if there is one.
+    pub(crate) fn msi_layout(&self) -> Option<MsiLayout> {
+        if self.msi == 0 {
+            return None;
+        }
+        let flags = self.u16_at(self.msi + cap::MSI_FLAGS);
+        let is_64bit = flags & cap::MSI_FLAGS_64BIT != 0;
+        let (data, mask, pending) = if is_64bit {
+            (cap::MSI_DATA_64, cap::MSI_MASK_64, cap::MSI_PENDING_64)
+        } else {
+            (cap::MSI_DATA_32, cap::MSI_MASK_32, cap::MSI_PENDING_32)
+        };
+        Some(MsiLayout {
+            vectors: 1 << ((flags & cap::MSI_FLAGS_QMASK) >> 1).min(5),
+            is_64bit,
+            data: self.msi + data,
+            mask: (flags & cap::MSI_FLAGS_MASKBIT != 0)
+                .then_some((self.msi + mask, self.msi + pending)),
+        })
+    }
+
+    /// A little-endian 32-bit register.
+    fn u32_at(&self, off: usize) -> u32 {
+        u32::from(self.u16_at(off)) | u32::from(self.u16_at(off.saturating_add(2))) << 16
+    }
+
+    /// The device raises MSI vector `v`: whether the message goes out now.
+    /// With per-vector masking and `v` masked, it does not: `v`'s pending
+    /// bit is set instead (a device-owned bit, bypassing the guest's
+    /// permissions) until [`ConfigSpace::msi_take_unmasked`] finds it
+    /// unmasked. A vector the capability does not offer is never sent.
+    pub(crate) fn msi_raise(&mut self, v: u32) -> bool {
+        let Some(l) = self.msi_layout() else {
+            return v == 0;
+        };
+        let Some(bit) = 1u32.checked_shl(v).filter(|b| b & l.vector_bits() != 0) else {
+            return false;
+        };
+        let Some((mask, pending)) = l.mask else {
+            return true;
+        };
+        if self.u32_at(mask) & bit == 0 {
+            return true;
+        }
+        let p = self.u32_at(pending) | bit;
+        self.set(pending, 4, p);
+        false
+    }
+
+    /// The vectors whose pending bit is set but whose mask bit is clear (the
+    /// guest unmasked them), as a bit mask; their pending bits are cleared,
+    /// as the messages are now sent. Zero without per-vector masking.
+    pub(crate) fn msi_take_unmasked(&mut self) -> u32 {
+        let Some((mask, pending)) = self.msi_layout().and_then(|l| l.mask) else {
+            return 0;
+        };
+        let p = self.u32_at(pending);
+        let due = p & !self.u32_at(mask);
+        if due != 0 {
+            self.set(pending, 4, p & !due);
+        }
+        due
+    }
+
     /// Whether the function has a PCI Express capability.
     pub(crate) fn is_express(&self) -> bool {
         self.pcie != 0
@@ -848,11 +1118,17 @@ impl ConfigSpace {
     /// guest's (writable, write-1-to-clear) and the device's own (the
     /// interrupt status bit).
     fn changeable(&self, i: usize) -> u8 {
-        let owned = if i == reg::STATUS {
+        let mut owned = if i == reg::STATUS {
             reg::STATUS_INTERRUPT as u8
         } else {
             0
         };
+        // The MSI pending bits of the vectors offered are the device's.
+        if let Some((l, (_, pending))) = self.msi_layout().and_then(|l| Some((l, l.mask?))) {
+            if let Some(k) = i.checked_sub(pending).filter(|&k| k < 4) {
+                owned |= (l.vector_bits() >> (8 * k)) as u8;
+            }
+        }
         let w = self.write.get(i).copied().unwrap_or(0);
         let c = self.rw1c.get(i).copied().unwrap_or(0);
         w | c | owned
@@ -942,8 +1218,8 @@ mod tests {
 
     fn serial_like() -> ConfigSpace {
         let mut c = ConfigSpace::with_header(0x4348, 0x3253, 0x07_00_02, 0x10);
-        c.set_bar(0, Bar::Io(8));
-        c.set_bar(1, Bar::Mem32(0x1000));
+        c.set_bar(0, Bar::Io(8)).unwrap();
+        c.set_bar(1, Bar::Mem32(0x1000)).unwrap();
         c.set(reg::INT_PIN, 1, 1);
         c
     }
@@ -981,7 +1257,7 @@ mod tests {
         assert_ne!(d.layout_fingerprint(), a.layout_fingerprint());
         let mut e = serial_like();
         e.add_pm(0x50);
-        e.set_bar(0, Bar::Io(16));
+        e.set_bar(0, Bar::Io(16)).unwrap();
         assert_ne!(e.layout_fingerprint(), a.layout_fingerprint());
         // The guest's changes do not move the fingerprint.
         let mut f = a.clone();
@@ -1062,6 +1338,89 @@ mod tests {
         assert_eq!(rd32(&c, reg::BAR0), 0xc061);
     }
 
+    fn rd64_bar(c: &ConfigSpace, index: usize) -> u64 {
+        let off = reg::BAR0 + 4 * index;
+        u64::from(rd32(c, off)) | u64::from(rd32(c, off + 4)) << 32
+    }
+
+    #[test]
+    fn bar64_sizing_reads_back_the_64bit_mask_and_restores() {
+        let mut c = serial_like();
+        c.set_bar(2, Bar::Mem64(0x2000)).unwrap();
+        assert_eq!(c.bar(2), Bar::Mem64(0x2000));
+        assert_eq!((c.bar(3), c.is_bar_upper(3)), (Bar::None, true));
+        assert_eq!(rd64_bar(&c, 2), 0x4, "64-bit memory, not prefetchable");
+        // Sizing both registers reads back the 64-bit mask with the type.
+        let (lo, hi) = (reg::BAR0 + 8, reg::BAR0 + 12);
+        wr32(&mut c, lo, 0xffff_ffff);
+        wr32(&mut c, hi, 0xffff_ffff);
+        assert_eq!(rd64_bar(&c, 2), 0xffff_ffff_ffff_e004);
+        // Placing it anywhere in the 64-bit space, then back.
+        wr32(&mut c, lo, 0x1234_5fff);
+        wr32(&mut c, hi, 0x89ab_cdef);
+        assert_eq!(rd64_bar(&c, 2), 0x89ab_cdef_1234_4004);
+        wr32(&mut c, lo, 0);
+        wr32(&mut c, hi, 0);
+        assert_eq!(rd64_bar(&c, 2), 0x4);
+        // A BAR larger than 4 GiB has read-only low address bits.
+        c.set_bar(2, Bar::Mem64(1 << 36)).unwrap();
+        wr32(&mut c, lo, 0xffff_ffff);
+        wr32(&mut c, hi, 0xffff_ffff);
+        assert_eq!(rd64_bar(&c, 2), 0xffff_fff0_0000_0004);
+        // The BAR and ROM after it stay empty.
+        for off in [reg::BAR0 + 16, reg::BAR0 + 20, reg::ROM] {
+            wr32(&mut c, off, 0xffff_ffff);
+            assert_eq!(rd32(&c, off), 0, "offset {off:#x}");
+        }
+    }
+
+    #[test]
+    fn bar64_needs_two_free_registers() {
+        let mut c = serial_like();
+        let before = (c.val, c.write);
+        for (index, bar, why) in [
+            (5, Bar::Mem64(0x1000), "no register after BAR5"),
+            (0, Bar::Mem64(0x1000), "BAR1 is taken"),
+            (6, Bar::Io(8), "no BAR6"),
+            (usize::MAX, Bar::None, "far past BAR5"),
+            (2, Bar::Mem64(0x1800), "not a power of two"),
+            (2, Bar::Mem64(8), "smaller than 16 bytes"),
+            (2, Bar::Mem64(MAX_BAR64 * 2), "larger than a region"),
+            (2, Bar::Mem32(8), "smaller than 16 bytes"),
+            (2, Bar::Io(2), "smaller than 4 bytes"),
+        ] {
+            assert_eq!(c.set_bar(index, bar), Err(Errno::Inval), "{why}");
+        }
+        assert_eq!((c.val, c.write), before, "refusals change nothing");
+        c.set_bar(3, Bar::Mem64(0x1000)).unwrap();
+        // The upper register is no BAR of its own, and a 64-bit BAR right
+        // before would take the lower register.
+        assert_eq!(c.set_bar(4, Bar::Io(8)), Err(Errno::Inval));
+        assert_eq!(c.set_bar(4, Bar::None), Err(Errno::Inval));
+        assert_eq!(c.set_bar(2, Bar::Mem64(0x1000)), Err(Errno::Inval));
+        assert_eq!(c.set_bar(5, Bar::Io(8)), Ok(()));
+        // Replacing the 64-bit BAR frees its upper register.
+        c.set_bar(3, Bar::Mem32(0x1000)).unwrap();
+        assert!(!c.is_bar_upper(4));
+        wr32(&mut c, reg::BAR0 + 16, 0xffff_ffff);
+        assert_eq!(rd32(&c, reg::BAR0 + 16), 0, "BAR4 is empty again");
+        c.set_bar(4, Bar::Io(8)).unwrap();
+    }
+
+    #[test]
+    fn bar64_permissions_cover_exactly_the_address_bits() {
+        let mut c = ConfigSpace::with_header(1, 2, 0, 0);
+        c.set_bar(0, Bar::Mem64(0x4000)).unwrap();
+        let w =
+            |c: &ConfigSpace, o: usize| u32::from_le_bytes(c.write[o..o + 4].try_into().unwrap());
+        assert_eq!(w(&c, reg::BAR0), 0xffff_c000);
+        assert_eq!(w(&c, reg::BAR0 + 4), 0xffff_ffff);
+        for o in (reg::BAR0 + 8..reg::BAR0 + 24).step_by(4) {
+            assert_eq!(w(&c, o), 0, "offset {o:#x}");
+        }
+        assert!(c.rw1c[reg::BAR0..reg::BAR0 + 8].iter().all(|&b| b == 0));
+    }
+
     #[test]
     fn accesses_past_the_end_fail_and_change_nothing() {
         let mut c = serial_like();
@@ -1101,6 +1460,133 @@ mod tests {
         // Bytes past the capability stay read-only.
         c.write(0x4e, &[0xff, 0xff]).unwrap();
         assert_eq!(c.u16_at(0x4e), 0);
+    }
+
+    #[test]
+    fn msi_ext_lays_out_the_four_variants() {
+        // (64-bit, maskable) -> (size, data, mask, pending).
+        for (is_64bit, maskable, len, data, mask) in [
+            (false, false, 10, 0x48, None),
+            (true, false, 14, 0x4c, None),
+            (false, true, 0x14, 0x48, Some((0x4c, 0x50))),
+            (true, true, 0x18, 0x4c, Some((0x50, 0x54))),
+        ] {
+            let mut c = serial_like();
+            c.add_msi_ext(0x40, 4, is_64bit, maskable).unwrap();
+            let l = c.msi_layout().unwrap();
+            assert_eq!(
+                l,
+                MsiLayout {
+                    vectors: 4,
+                    is_64bit,
+                    data,
+                    mask
+                }
+            );
+            let flags = c.u16_at(0x42);
+            assert_eq!(flags & cap::MSI_FLAGS_QMASK, 2 << 1, "4 vectors capable");
+            assert_eq!(flags & cap::MSI_FLAGS_64BIT != 0, is_64bit);
+            assert_eq!(flags & cap::MSI_FLAGS_MASKBIT != 0, maskable);
+            // Control: capable bits, 64-bit and per-vector masking stay.
+            c.write(0x42, &0xffffu16.to_le_bytes()).unwrap();
+            assert_eq!(c.u16_at(0x42), flags | 0x71);
+            // Address dword aligned, data any value.
+            wr32(&mut c, 0x44, 0xfee0_1003);
+            assert_eq!(rd32(&c, 0x44), 0xfee0_1000);
+            c.write(data, &0xbeefu16.to_le_bytes()).unwrap();
+            assert_eq!(c.u16_at(data), 0xbeef);
+            if is_64bit {
+                wr32(&mut c, 0x48, 0x1234_5678);
+                assert_eq!(rd32(&c, 0x48), 0x1234_5678);
+            }
+            if let Some((m, p)) = mask {
+                // Mask bits only for the four vectors offered; pending bits
+                // read-only.
+                wr32(&mut c, m, !0);
+                assert_eq!(rd32(&c, m), 0xf);
+                wr32(&mut c, p, !0);
+                assert_eq!(rd32(&c, p), 0);
+            }
+            // Nothing past the capability is writable, and it overlaps.
+            let end: usize = 0x40 + len;
+            wr32(&mut c, end.next_multiple_of(4), !0);
+            assert_eq!(rd32(&c, end.next_multiple_of(4)), 0);
+            assert_eq!(c.add_vendor((end - 1) & !3, &[]), Err(Errno::Inval));
+            assert_eq!(c.add_vendor(end.next_multiple_of(4), &[]), Ok(()));
+        }
+    }
+
+    #[test]
+    fn msi_ext_refuses_bad_vectors_and_overlaps() {
+        let mut c = serial_like();
+        c.add_pm(0x58);
+        let before = c.val;
+        for (off, vectors) in [
+            (0x40, 0),
+            (0x40, 3),
+            (0x40, 64),
+            (0x42, 1),
+            (0x44, 1),
+            (0xf0, 1),
+        ] {
+            assert_eq!(
+                c.add_msi_ext(off, vectors, true, true),
+                Err(Errno::Inval),
+                "{off:#x} {vectors}"
+            );
+        }
+        assert_eq!(c.val, before);
+        assert_eq!(c.msi_layout(), None);
+        // 0x40 + 0x18 ends where the PM capability starts; 32 vectors own
+        // every mask bit.
+        c.add_msi_ext(0x40, 32, true, true).unwrap();
+        wr32(&mut c, 0x50, !0);
+        assert_eq!(rd32(&c, 0x50), !0);
+    }
+
+    #[test]
+    fn msi_masked_vectors_wait_in_pending_until_unmasked() {
+        let mut c = serial_like();
+        c.add_msi_ext(0x40, 2, true, true).unwrap();
+        let (m, p) = (0x50, 0x54);
+        // Unmasked: sent at once, nothing pending.
+        assert!(c.msi_raise(0));
+        assert_eq!((rd32(&c, p), c.msi_take_unmasked()), (0, 0));
+        // Masked: held as pending, once however often it is raised.
+        wr32(&mut c, m, 0b01);
+        assert!(!c.msi_raise(0));
+        assert!(!c.msi_raise(0));
+        assert!(c.msi_raise(1), "vector 1 is not masked");
+        assert_eq!(rd32(&c, p), 0b01);
+        assert_eq!(c.msi_take_unmasked(), 0, "still masked");
+        // A vector the capability does not offer is never sent.
+        assert!(!c.msi_raise(2));
+        assert!(!c.msi_raise(40));
+        assert_eq!(rd32(&c, p), 0b01);
+        // The guest cannot clear the pending bit; unmasking delivers it.
+        wr32(&mut c, p, 0);
+        assert_eq!(rd32(&c, p), 0b01);
+        wr32(&mut c, m, 0b10);
+        assert_eq!(c.msi_take_unmasked(), 0b01);
+        assert_eq!(rd32(&c, p), 0);
+        assert_eq!(c.msi_take_unmasked(), 0, "delivered once");
+        // Pending bits travel with the migrated state.
+        assert!(!c.msi_raise(1));
+        let saved: [u8; 64] = core::array::from_fn(|i| c.changeable_bytes().nth(i).unwrap_or(0));
+        let n = c.changeable_bytes().count();
+        let mut d = serial_like();
+        d.add_msi_ext(0x40, 2, true, true).unwrap();
+        assert_eq!(d.layout_fingerprint(), c.layout_fingerprint());
+        d.restore_changeable(&saved[..n]).unwrap();
+        assert_eq!((rd32(&d, m), rd32(&d, p)), (0b10, 0b10));
+        // Without per-vector masking every offered vector goes out.
+        let mut e = serial_like();
+        e.add_msi(0x40, 1);
+        assert!(e.msi_raise(0));
+        assert!(!e.msi_raise(1));
+        assert_eq!(e.msi_take_unmasked(), 0);
+        // Without MSI, vector 0 (what the library sends) is not held.
+        assert!(serial_like().msi_raise(0));
     }
 
     #[test]

@@ -52,6 +52,37 @@ pub(crate) fn decode(
     })
 }
 
+/// The most device-specific regions a device may declare.
+pub(crate) const MAX_DEV_REGIONS: usize = 8;
+
+/// A device-specific region (index `VFIO_PCI_NUM_REGIONS` and up): what
+/// `VFIO_DEVICE_GET_REGION_INFO` reports of it, with a region-type
+/// capability (`VFIO_REGION_INFO_CAP_TYPE`) naming its type and subtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DevRegion {
+    /// The region type, for example `VFIO_REGION_TYPE_PCI_VENDOR_TYPE` with
+    /// a PCI vendor ID in the low 16 bits.
+    pub(crate) kind: u32,
+    /// The subtype, defined by the type's owner.
+    pub(crate) subtype: u32,
+    /// Size in bytes, from 1 to `1 << 40` (what a region can address).
+    pub(crate) size: u64,
+    /// Whether userspace may write it; a write to a read-only region is
+    /// `EINVAL`.
+    pub(crate) writable: bool,
+}
+
+/// Checks the device-specific regions a device declares: at most
+/// [`MAX_DEV_REGIONS`] of them, each of a size from 1 byte to what a
+/// region can address. `EINVAL` otherwise.
+pub(crate) fn check_dev_regions(regions: &[DevRegion]) -> EResult {
+    let fits = |r: &DevRegion| (1..=1u64 << OFFSET_SHIFT).contains(&r.size);
+    if regions.len() > MAX_DEV_REGIONS || !regions.iter().all(fits) {
+        return Err(Errno::Inval);
+    }
+    Ok(())
+}
+
 /// The most mappable areas one region lists in its sparse-mmap capability.
 pub(crate) const MAX_AREAS: usize = 2;
 
@@ -242,6 +273,28 @@ mod tests {
                 "{why}"
             );
         }
+    }
+
+    #[test]
+    fn device_regions_are_few_and_addressable() {
+        let r = |size| DevRegion {
+            kind: 1 << 31 | 0x4348,
+            subtype: 1,
+            size,
+            writable: false,
+        };
+        assert_eq!(check_dev_regions(&[]), Ok(()));
+        assert_eq!(check_dev_regions(&[r(1), r(1 << OFFSET_SHIFT)]), Ok(()));
+        assert_eq!(check_dev_regions(&[r(0)]), Err(Errno::Inval));
+        assert_eq!(
+            check_dev_regions(&[r(1), r((1 << OFFSET_SHIFT) + 1)]),
+            Err(Errno::Inval)
+        );
+        assert_eq!(check_dev_regions(&[r(8); MAX_DEV_REGIONS]), Ok(()));
+        assert_eq!(
+            check_dev_regions(&[r(8); MAX_DEV_REGIONS + 1]),
+            Err(Errno::Inval)
+        );
     }
 
     #[test]

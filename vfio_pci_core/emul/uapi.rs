@@ -33,6 +33,13 @@ pub(crate) const VFIO_DEVICE_FLAGS_PCI: u32 = 1 << 1;
 pub(crate) const VFIO_REGION_INFO_FLAG_READ: u32 = 1 << 0;
 pub(crate) const VFIO_REGION_INFO_FLAG_WRITE: u32 = 1 << 1;
 pub(crate) const VFIO_REGION_INFO_FLAG_MMAP: u32 = 1 << 2;
+pub(crate) const VFIO_REGION_INFO_FLAG_CAPS: u32 = 1 << 3;
+/// The region-type capability's ID: `struct vfio_region_info_cap_type`,
+/// `{ u32 type, u32 subtype }` after the header.
+pub(crate) const VFIO_REGION_INFO_CAP_TYPE: u32 = 2;
+/// Region types from here on are PCI vendor types: the low 16 bits are the
+/// vendor ID, the subtypes the vendor's.
+pub(crate) const VFIO_REGION_TYPE_PCI_VENDOR_TYPE: u32 = 1 << 31;
 
 pub(crate) const VFIO_IRQ_INFO_EVENTFD: u32 = 1 << 0;
 pub(crate) const VFIO_IRQ_INFO_MASKABLE: u32 = 1 << 1;

@@ -330,6 +330,8 @@ fn config_perms(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
         || format!("orig {orig:#x} back {back:#x}"),
     );
 
+    bars64(t, fd, cfg);
+
     // Status: read-only bits survive a write of all ones, and the
     // write-one-to-clear error bits (0xf900) are not set by it.
     let st = cfg_rd(fd, cfg, 6, 2).unwrap_or(0);
@@ -407,6 +409,194 @@ fn config_perms(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
             || format!("pmc {pmc:#x} d3 {d3:?} d1 refused {d1_refused} d0 {d0:?}"),
         );
     }
+}
+
+/// 64-bit memory BARs: sizing both registers with all ones reads back a
+/// 64-bit power-of-two mask whose low register keeps the type bits, both
+/// registers take their address back, and the upper register's region is
+/// empty (vfio-pci reports the upper half of a 64-bit BAR so). A device
+/// without one (mtty) passes with nothing to check.
+fn bars64(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
+    let mut i = 0;
+    while i < 5 {
+        let (lo, hi) = (0x10 + 4 * i, 0x14 + 4 * i);
+        let orig = cfg_rd(fd, cfg, lo, 4).unwrap_or(0);
+        if orig & 0x7 != 0x4 {
+            i += 1;
+            continue;
+        }
+        let orig_hi = cfg_rd(fd, cfg, hi, 4).unwrap_or(0);
+        cfg_wr(fd, cfg, lo, 4, !0);
+        cfg_wr(fd, cfg, hi, 4, !0);
+        let mask_lo = cfg_rd(fd, cfg, lo, 4).unwrap_or(0);
+        let mask_hi = cfg_rd(fd, cfg, hi, 4).unwrap_or(0);
+        cfg_wr(fd, cfg, lo, 4, orig);
+        cfg_wr(fd, cfg, hi, 4, orig_hi);
+        let back = (cfg_rd(fd, cfg, lo, 4), cfg_rd(fd, cfg, hi, 4));
+        let mask = u64::from(mask_lo & !0xf) | u64::from(mask_hi) << 32;
+        let size = (!mask).wrapping_add(1);
+        // A power-of-two size means the mask is ones down to the size.
+        t.check(
+            &format!("BAR{i}: 64-bit sizing of both registers reads back a power-of-two mask and the type bits"),
+            size.is_power_of_two() && size >= 16 && mask_lo & 0xf == orig & 0xf,
+            || format!("orig {orig_hi:#x}:{orig:#x} mask {mask_hi:#x}:{mask_lo:#x}"),
+        );
+        t.check(
+            &format!("BAR{i}: a 64-bit BAR takes its address back after sizing"),
+            back == (Some(orig), Some(orig_hi)),
+            || format!("orig {orig_hi:#x}:{orig:#x} back {back:x?}"),
+        );
+        let r = region(fd, i as u32);
+        t.check(
+            &format!("BAR{i}: the region's size is the 64-bit BAR's size"),
+            r.is_some_and(|r| r.1 == size),
+            || format!("region {r:x?} size {size:#x}"),
+        );
+        let up = region(fd, i as u32 + 1);
+        t.check(
+            &format!(
+                "BAR{}: the upper half of 64-bit BAR{i} is an empty region",
+                i + 1
+            ),
+            up.is_some_and(|r| r.1 == 0),
+            || format!("region {up:x?}"),
+        );
+        i += 2;
+    }
+}
+
+const VFIO_REGION_INFO_FLAG_WRITE: u32 = 1 << 1;
+const VFIO_REGION_INFO_FLAG_CAPS: u32 = 1 << 3;
+const VFIO_REGION_INFO_CAP_TYPE: u16 = 2;
+/// rmdev's serial statistics region: vendor type 0x4348, subtype 1, per
+/// port three little-endian u64 counters (tx, rx, overruns).
+const SERIAL_STATS: (u32, u32) = (1 << 31 | 0x4348, 1);
+
+/// A region's flags, size, offset and region-type capability (type,
+/// subtype), from GET_REGION_INFO with room for its capability chain.
+type DevRegionInfo = (u32, u64, u64, Option<(u32, u32)>);
+
+fn dev_region_info(fd: &OwnedFd, index: u32) -> Result<DevRegionInfo, String> {
+    let mut b = u32s(&[4096, 0, index], 4096);
+    ioctl_buf(fd, VFIO_DEVICE_GET_REGION_INFO, &mut b).map_err(|e| format!("errno {e}"))?;
+    let (flags, argsz) = (get32(&b, 4), get32(&b, 0) as usize);
+    let (size, offset) = (get64(&b, 16), get64(&b, 24));
+    if flags & VFIO_REGION_INFO_FLAG_CAPS == 0 {
+        return Ok((flags, size, offset, None));
+    }
+    if argsz > b.len() {
+        return Err(format!("argsz {argsz} larger than the buffer"));
+    }
+    let mut at = get32(&b, 12) as usize;
+    let mut kind = None;
+    for _ in 0..16 {
+        if at < 32 || at + 8 > argsz {
+            return Err(format!("capability at {at} outside argsz {argsz}"));
+        }
+        let id = u16::from_le_bytes([b[at], b[at + 1]]);
+        if id == VFIO_REGION_INFO_CAP_TYPE {
+            if at + 16 > argsz {
+                return Err(format!("type capability at {at} overruns argsz {argsz}"));
+            }
+            kind = Some((get32(&b, at + 8), get32(&b, at + 12)));
+        }
+        match get32(&b, at + 4) as usize {
+            0 => return Ok((flags, size, offset, kind)),
+            next => at = next,
+        }
+    }
+    Err("capability chain does not end".into())
+}
+
+/// Device-specific regions (index VFIO_PCI_NUM_REGIONS and up, as many as
+/// GET_INFO counts): each has FLAG_CAPS and a region-type capability, reads
+/// inside it work, reads past or across its end are EINVAL, and a write to
+/// a read-only one is EINVAL. A device without any (mtty) passes with
+/// nothing to check. On rmdev's serial cards the statistics region must be
+/// there, and its first port's tx counter grows by N after N THR writes.
+fn dev_regions(t: &mut Ktap, fd: &OwnedFd, num_regions: u32, serial: bool) {
+    println!("# num_regions {num_regions}");
+    let mut stats = None;
+    for index in VFIO_PCI_NUM_REGIONS..num_regions.min(VFIO_PCI_NUM_REGIONS + 64) {
+        let r = dev_region_info(fd, index);
+        t.check(
+            &format!("region {index}: FLAG_CAPS with a region-type capability"),
+            matches!(r, Ok((f, _, _, Some(_))) if f & VFIO_REGION_INFO_FLAG_CAPS != 0),
+            || format!("{r:x?}"),
+        );
+        let Ok((flags, size, off, kind)) = r else {
+            continue;
+        };
+        println!("# region {index}: type {kind:x?} size {size} flags {flags:#x}");
+        let n = size.min(4096) as usize;
+        let mut buf = vec![0u8; n];
+        let whole = pread(fd, &mut buf, off);
+        let mut b4 = [0u8; 4];
+        let last = pread(fd, &mut b4[..1], off + size - 1);
+        t.check(
+            &format!("region {index}: reads within bounds work"),
+            whole == Ok(n) && last == Ok(1),
+            || format!("{whole:?} {last:?}"),
+        );
+        let past = pread(fd, &mut b4[..1], off + size);
+        let across = pread(fd, &mut b4, off + size - 2);
+        t.check(
+            &format!("region {index}: reads past or across the end are EINVAL"),
+            past == Err(libc::EINVAL) && across == Err(libc::EINVAL),
+            || format!("{past:?} {across:?}"),
+        );
+        if flags & VFIO_REGION_INFO_FLAG_WRITE == 0 {
+            let w = pwrite(fd, &[0], off);
+            t.check(
+                &format!("region {index}: a write to a read-only region is EINVAL"),
+                w == Err(libc::EINVAL),
+                || format!("{w:?}"),
+            );
+        }
+        if kind == Some(SERIAL_STATS) && stats.is_none() {
+            stats = Some((off, size));
+        }
+    }
+    if !serial {
+        return;
+    }
+    t.check(
+        "serial: GET_INFO counts a statistics region (vendor 0x4348, subtype 1)",
+        stats.is_some(),
+        || format!("num_regions {num_regions}"),
+    );
+    let (Some((off, size)), Some(bar0)) = (stats, region(fd, 0).map(|r| r.0)) else {
+        return;
+    };
+    t.check(
+        "serial statistics: 24 read-only bytes per port",
+        size == 24 || size == 48,
+        || format!("size {size}"),
+    );
+    let tx = || {
+        let mut b = [0u8; 8];
+        (pread(fd, &mut b, off) == Ok(8)).then(|| u64::from_le_bytes(b))
+    };
+    let before = tx();
+    // Plain line settings, no interrupts; the bytes loop back and are read.
+    let _ = pwrite(fd, &[0x03], bar0 + 3);
+    let _ = pwrite(fd, &[0x00], bar0 + 1);
+    const N: u64 = 5;
+    for b in 0..N as u8 {
+        let _ = pwrite(fd, &[b'0' + b], bar0);
+    }
+    let after = tx();
+    let mut lsr = [0u8];
+    let mut drained = 0;
+    while pread(fd, &mut lsr, bar0 + 5) == Ok(1) && lsr[0] & 1 != 0 && drained < 64 {
+        let _ = pread(fd, &mut [0u8], bar0);
+        drained += 1;
+    }
+    t.check(
+        "serial statistics: the tx counter grows by N after N THR writes",
+        before.is_some() && after == before.map(|b| b + N),
+        || format!("{before:?} -> {after:?}"),
+    );
 }
 
 /// Region `index`'s (offset, size) from GET_REGION_INFO.
@@ -719,6 +909,8 @@ fn checks(t: &mut Ktap, dev: &Dev) {
 
     config_perms(t, fd, offset);
     express::checks(t, fd, offset, size);
+    let serial = ids == 0x3253_4348 && t.target != "mtty";
+    dev_regions(t, fd, get32(&info, 8), serial);
 
     let mut irq = u32s(&[16, 0, VFIO_PCI_INTX_IRQ_INDEX, 0], 16);
     let r = ioctl_buf(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut irq);
