@@ -29,12 +29,15 @@ pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd) {
     let mut b = [0u8; 4];
     // The last byte of the config region's 2^40-byte window.
     let top = cfg + (1u64 << 40) - 1;
-    let r = pread(fd, &mut b, top);
-    t.check(
-        "a read at the top of a region's window is EINVAL",
-        r == Err(libc::EINVAL),
-        || format!("{r:?}"),
-    );
+    let name = "a read at the top of a region's window is EINVAL";
+    if t.target == "mtty" {
+        // mtty does not bound this offset: its mdev_access() copies from
+        // far past its config buffer and the kernel oopses (seen on 7.2.13).
+        println!("ok - {name} # SKIP mtty reads out of bounds here and oopses");
+    } else {
+        let r = pread(fd, &mut b, top);
+        t.check(name, r == Err(libc::EINVAL), || format!("{r:?}"));
+    }
     let r = pread(fd, &mut b, 0x7fff_ffff_ffff_fffe);
     t.check(
         "a read whose position + count wraps is EINVAL",
