@@ -19,7 +19,7 @@ use crate::ffi::{
 };
 use core::ops::Range;
 use emul::{
-    config::{reg, Bar, ConfigSpace, MsixLayout},
+    config::{reg, Bar, ChangeMap, ConfigSpace, MsixLayout},
     irq::{check_set, IrqAction, IrqData, IrqInfo},
     mig::{Sections, Writer},
     region::{self, Area, DevRegion, MAX_AREAS},
@@ -450,6 +450,8 @@ pub(crate) struct PciCore<D: PciDevice> {
     msix: Option<MsixLayout>,
     /// The configuration space layout's fingerprint, for migration.
     cfg_fp: u32,
+    /// Which configuration bits can change, for migration.
+    cfg_map: ChangeMap,
     /// Each BAR's plain memory, if it has any.
     memory: [Option<BarMemory>; 6],
     /// A spinlock, not a mutex: every access under it is a few loads and
@@ -483,6 +485,7 @@ impl<D: PciDevice> PciCore<D> {
         }
         let msix = cfg.msix_layout();
         let cfg_fp = cfg.layout_fingerprint();
+        let cfg_map = cfg.change_map();
         let mut memory = [const { None }; 6];
         for (i, slot) in memory.iter_mut().enumerate() {
             let Some(range) = dev.bar_memory(i) else {
@@ -507,6 +510,7 @@ impl<D: PciDevice> PciCore<D> {
             msix,
             memory,
             cfg_fp,
+            cfg_map,
             reset_cfg: cfg.clone(),
             inner <- new_spinlock!(Inner {
                 ctx: Ctx { cfg, irqs: Irqs::new() },

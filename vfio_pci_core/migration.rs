@@ -37,6 +37,9 @@ pub(super) struct MigCtl {
     state: MigState,
     saving: Option<Arc<MigFile>>,
     resuming: Option<Arc<MigFile>>,
+    /// Stream lengths by [`Records::slot`], once counted (0: not yet). They
+    /// depend on the device's layout only (the `save` hook's contract).
+    sizes: [usize; 3],
 }
 
 impl MigCtl {
@@ -46,6 +49,7 @@ impl MigCtl {
             state: MigState::Running,
             saving: None,
             resuming: None,
+            sizes: [0; 3],
         }
     }
 }
@@ -235,6 +239,17 @@ struct Records {
     state: bool,
 }
 
+impl Records {
+    /// Where the length of such a stream is cached in [`MigCtl::sizes`].
+    fn slot(self) -> usize {
+        match (self.identity, self.state) {
+            (true, false) => 0,
+            (true, true) => 1,
+            _ => 2,
+        }
+    }
+}
+
 impl<D: PciDevice> PciCore<D> {
     fn mig_id(&self) -> Identity<'static> {
         Identity {
@@ -255,7 +270,10 @@ impl<D: PciDevice> PciCore<D> {
                 // change: the target has the same layout or refuses.
                 w.section(mig::TAG_CONFIG, |w| {
                     w.u32(self.cfg_fp)?;
-                    g.ctx.cfg.changeable_bytes().try_for_each(|b| w.u8(b))
+                    g.ctx
+                        .cfg
+                        .changeable_bytes(&self.cfg_map)
+                        .try_for_each(|b| w.u8(b))
                 })?;
                 w.section(mig::TAG_IRQ, |w| w.u8(g.ctx.irqs.asserted.into()))?;
                 if self.memories().next().is_some() {
@@ -275,20 +293,22 @@ impl<D: PciDevice> PciCore<D> {
     }
 
     /// The stream's records `r` for the device's current state, in a new
-    /// buffer: counted under the lock, allocated outside it (the lock is a
-    /// spinlock), then written under it.
-    fn snapshot(&self, r: Records) -> Result<KVec<u8>> {
-        let n = {
+    /// buffer: allocated outside the lock (a spinlock) at the length counted
+    /// the first time, then written under it.
+    fn snapshot(&self, sizes: &mut [usize; 3], r: Records) -> Result<KVec<u8>> {
+        let slot = sizes.get_mut(r.slot()).ok_or(EINVAL)?;
+        if *slot == 0 {
             let g = self.inner.lock();
             let mut w = Writer::counting();
             self.write_stream(&g, &mut w, r).map_err(kerr)?;
-            w.len()
-        };
+            *slot = w.len();
+        }
+        let n = *slot;
         let mut buf = KVec::from_elem(0u8, n, GFP_KERNEL_ACCOUNT)?;
         let g = self.inner.lock();
         let mut w = Writer::new(&mut buf);
-        // A device whose saved size changed between the two passes gets
-        // `EINVAL` rather than a short stream.
+        // A device whose saved size changed (against the hook's contract)
+        // gets `EINVAL` rather than a short stream.
         self.write_stream(&g, &mut w, r).map_err(kerr)?;
         if w.len() != n {
             return Err(EINVAL);
@@ -333,9 +353,11 @@ impl<D: PciDevice> PciCore<D> {
         // Everything is checked before anything changes: the configuration
         // space first (without changing it), then the device's own sections
         // (the hook checks all before it applies any).
-        ctx.cfg.check_changeable(cfg).map_err(kerr)?;
+        self.cfg_map.check(cfg).map_err(kerr)?;
         self.dev.load(dev, &s).map_err(kerr)?;
-        ctx.cfg.restore_changeable(cfg).map_err(kerr)?;
+        ctx.cfg
+            .restore_changeable(&self.cfg_map, cfg)
+            .map_err(kerr)?;
         let pages = self.memories().flat_map(|m| m.pages.iter());
         for (p, data) in pages.zip(memory.chunks(PAGE_SIZE)) {
             p.write(0, data)?;
@@ -364,10 +386,13 @@ impl<D: PciDevice> PciCore<D> {
             }
             Step::StartPreCopy | Step::StopCopy => {
                 let precopy = step == Step::StartPreCopy;
-                let buf = self.snapshot(Records {
-                    identity: true,
-                    state: !precopy,
-                })?;
+                let buf = self.snapshot(
+                    &mut ctl.sizes,
+                    Records {
+                        identity: true,
+                        state: !precopy,
+                    },
+                )?;
                 let f = file(buf, precopy)?;
                 let df = DataFile::new(f.clone(), false)?;
                 ctl.saving = Some(f);
@@ -378,10 +403,13 @@ impl<D: PciDevice> PciCore<D> {
                 // The device stops here (STOP_COPY is a stopped state) before
                 // its state is taken.
                 self.inner.lock().ctx.stop();
-                let more = self.snapshot(Records {
-                    identity: false,
-                    state: true,
-                })?;
+                let more = self.snapshot(
+                    &mut ctl.sizes,
+                    Records {
+                        identity: false,
+                        state: true,
+                    },
+                )?;
                 let mut d = f.data.lock();
                 d.buf.extend_from_slice(&more, GFP_KERNEL_ACCOUNT)?;
                 d.precopy = false;

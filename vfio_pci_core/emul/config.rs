@@ -371,6 +371,26 @@ const BAR_IO: u32 = 0x1;
 /// A memory BAR register's type field: 64-bit, located anywhere.
 const BAR_MEM_TYPE_64: u32 = 0x4;
 
+/// Which bits of each configuration byte can change after reset (see
+/// [`ConfigSpace::change_map`]).
+#[derive(Clone)]
+pub(crate) struct ChangeMap {
+    bits: [u8; CFG_SIZE],
+    /// Bytes with any changeable bit.
+    len: usize,
+}
+
+impl ChangeMap {
+    /// Whether `saved` has one byte per changeable byte (`EINVAL` if not).
+    pub(crate) fn check(&self, saved: &[u8]) -> EResult {
+        if saved.len() == self.len {
+            Ok(())
+        } else {
+            Err(Errno::Inval)
+        }
+    }
+}
+
 /// Where a function's MSI-X table and pending bit array are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MsixLayout {
@@ -1114,24 +1134,27 @@ impl ConfigSpace {
         Ok(())
     }
 
-    /// The bits of byte `i` that may differ from their reset value: the
+    /// Every byte's bits that may differ from their reset value: the
     /// guest's (writable, write-1-to-clear) and the device's own (the
-    /// interrupt status bit).
-    fn changeable(&self, i: usize) -> u8 {
-        let mut owned = if i == reg::STATUS {
-            reg::STATUS_INTERRUPT as u8
-        } else {
-            0
-        };
+    /// interrupt status bit, MSI pending bits). Computed once per layout.
+    pub(crate) fn change_map(&self) -> ChangeMap {
+        let mut m = [0u8; CFG_SIZE];
+        for ((d, w), c) in m.iter_mut().zip(&self.write).zip(&self.rw1c) {
+            *d = w | c;
+        }
+        if let Some(b) = m.get_mut(reg::STATUS) {
+            *b |= reg::STATUS_INTERRUPT as u8;
+        }
         // The MSI pending bits of the vectors offered are the device's.
         if let Some((l, (_, pending))) = self.msi_layout().and_then(|l| Some((l, l.mask?))) {
-            if let Some(k) = i.checked_sub(pending).filter(|&k| k < 4) {
-                owned |= (l.vector_bits() >> (8 * k)) as u8;
+            for k in 0..4 {
+                if let Some(b) = m.get_mut(pending + k) {
+                    *b |= (l.vector_bits() >> (8 * k)) as u8;
+                }
             }
         }
-        let w = self.write.get(i).copied().unwrap_or(0);
-        let c = self.rw1c.get(i).copied().unwrap_or(0);
-        w | c | owned
+        let len = m.iter().filter(|&&b| b != 0).count();
+        ChangeMap { bits: m, len }
     }
 
     /// A fingerprint of everything that cannot change: the fixed bits'
@@ -1139,10 +1162,10 @@ impl ConfigSpace {
     /// IDs, BARs and capabilities) have the same one; a migration target
     /// compares it instead of the bytes themselves.
     pub(crate) fn layout_fingerprint(&self) -> u32 {
+        let map = self.change_map();
         let mut crc = super::mig::Crc32::new();
-        for i in 0..CFG_SIZE {
-            let fixed = self.val.get(i).copied().unwrap_or(0) & !self.changeable(i);
-            crc.update(&[fixed]);
+        for (v, m) in self.val.iter().zip(&map.bits) {
+            crc.update(&[v & !m]);
         }
         crc.update(&self.write);
         crc.update(&self.rw1c);
@@ -1150,40 +1173,36 @@ impl ConfigSpace {
         crc.finish()
     }
 
-    /// The bytes that can change (see [`Self::changeable`]), in offset
-    /// order: what a migration stream carries of configuration space. The
-    /// rest is the layout, which the target has too.
-    pub(crate) fn changeable_bytes(&self) -> impl Iterator<Item = u8> + '_ {
-        (0..CFG_SIZE)
-            .filter(|&i| self.changeable(i) != 0)
-            .map(|i| self.val.get(i).copied().unwrap_or(0))
+    /// The bytes that can change (per `map`, this layout's
+    /// [`Self::change_map`]), in offset order: what a migration stream
+    /// carries of configuration space. The rest is the layout, which the
+    /// target has too.
+    pub(crate) fn changeable_bytes<'a>(
+        &'a self,
+        map: &'a ChangeMap,
+    ) -> impl Iterator<Item = u8> + 'a {
+        self.val
+            .iter()
+            .zip(&map.bits)
+            .filter(|(_, &m)| m != 0)
+            .map(|(&v, _)| v)
     }
 
     /// Loads what [`Self::changeable_bytes`] gave on a source with the same
     /// layout: each byte's changeable bits are taken, the others stay.
     /// `EINVAL`, changing nothing, if `saved` has another length.
-    pub(crate) fn restore_changeable(&mut self, saved: &[u8]) -> EResult {
-        self.check_changeable(saved)?;
+    pub(crate) fn restore_changeable(&mut self, map: &ChangeMap, saved: &[u8]) -> EResult {
+        map.check(saved)?;
         let mut s = saved.iter();
-        for i in 0..CFG_SIZE {
-            let m = self.changeable(i);
+        for (v, &m) in self.val.iter_mut().zip(&map.bits) {
             if m == 0 {
                 continue;
             }
-            if let (Some(v), Some(&d)) = (self.val.get_mut(i), s.next()) {
+            if let Some(&d) = s.next() {
                 *v = (*v & !m) | (d & m);
             }
         }
         Ok(())
-    }
-
-    /// Whether [`Self::restore_changeable`] would take `saved`.
-    pub(crate) fn check_changeable(&self, saved: &[u8]) -> EResult {
-        if saved.len() == self.changeable_bytes().count() {
-            Ok(())
-        } else {
-            Err(Errno::Inval)
-        }
     }
 
     /// A little-endian 16-bit register.
@@ -1235,7 +1254,8 @@ mod tests {
         a.set_status_bits(reg::STATUS_INTERRUPT, true);
         let mut buf = [0u8; CFG_SIZE];
         let mut n = 0;
-        for (d, b) in buf.iter_mut().zip(a.changeable_bytes()) {
+        let map = a.change_map();
+        for (d, b) in buf.iter_mut().zip(a.changeable_bytes(&map)) {
             *d = b;
             n += 1;
         }
@@ -1244,11 +1264,11 @@ mod tests {
         let mut b = serial_like();
         b.add_pm(0x50);
         assert_eq!(b.layout_fingerprint(), a.layout_fingerprint());
-        b.restore_changeable(saved).unwrap();
+        b.restore_changeable(&map, saved).unwrap();
         assert_eq!(b.val, a.val);
         assert_eq!(b.power_state(), Some(3));
         assert_eq!(rd32(&b, reg::BAR0), 0xc041);
-        assert_eq!(b.restore_changeable(&saved[1..]), Err(Errno::Inval));
+        assert_eq!(b.restore_changeable(&map, &saved[1..]), Err(Errno::Inval));
         // Another layout: no PM capability, another device ID, a bigger BAR.
         let c = serial_like();
         assert_ne!(c.layout_fingerprint(), a.layout_fingerprint());
@@ -1572,12 +1592,14 @@ mod tests {
         assert_eq!(c.msi_take_unmasked(), 0, "delivered once");
         // Pending bits travel with the migrated state.
         assert!(!c.msi_raise(1));
-        let saved: [u8; 64] = core::array::from_fn(|i| c.changeable_bytes().nth(i).unwrap_or(0));
-        let n = c.changeable_bytes().count();
+        let map = c.change_map();
+        let saved: [u8; 64] =
+            core::array::from_fn(|i| c.changeable_bytes(&map).nth(i).unwrap_or(0));
+        let n = c.changeable_bytes(&map).count();
         let mut d = serial_like();
         d.add_msi_ext(0x40, 2, true, true).unwrap();
         assert_eq!(d.layout_fingerprint(), c.layout_fingerprint());
-        d.restore_changeable(&saved[..n]).unwrap();
+        d.restore_changeable(&map, &saved[..n]).unwrap();
         assert_eq!((rd32(&d, m), rd32(&d, p)), (0b10, 0b10));
         // Without per-vector masking every offered vector goes out.
         let mut e = serial_like();

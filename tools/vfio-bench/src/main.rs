@@ -602,10 +602,27 @@ fn main() {
                 eprintln!("vfio-bench: cannot open {}", args[2]);
                 std::process::exit(1);
             };
-            let row = args[3].parse().unwrap_or(0).min(DEV_OP_ROWS - 1);
+            let row: usize = args[3].parse().unwrap_or(0);
+            let n: usize = args[4].parse().unwrap_or(0);
+            if row == DEV_OP_ROWS + 1 || row == DEV_OP_ROWS + 2 {
+                // The migration rows: whole stop-copy or resume cycles.
+                let fd = dev.fd.as_raw_fd();
+                let stream = stop_copy(fd).unwrap_or_default();
+                let ok = (0..n)
+                    .filter(|_| {
+                        if row == DEV_OP_ROWS + 1 {
+                            stop_copy(fd).is_some()
+                        } else {
+                            resume(fd, &stream)
+                        }
+                    })
+                    .count();
+                println!("{}: {ok} of {n} cycles succeeded", ROWS[row]);
+                return;
+            }
+            let row = row.min(DEV_OP_ROWS - 1);
             let e = eventfd();
             let mut op = dev_op(row, &dev, e.as_raw_fd());
-            let n: usize = args[4].parse().unwrap_or(0);
             let ok = (0..n).filter(|_| op()).count();
             println!("{}: {ok} of {n} calls succeeded", ROWS[row]);
             return;
