@@ -137,6 +137,19 @@ fn rep(t: &mut [f64], op: &mut dyn FnMut() -> bool) -> (f64, f64) {
     (t[t.len() / 2], t[t.len() * 99 / 100])
 }
 
+/// The median and 99th percentile of `v` (sorted in place), or no figure
+/// if the operation failed or fewer than `min` samples came.
+fn percentiles(v: &mut [f64], ok: bool, min: usize) -> Stat {
+    if !ok || v.len() < min.max(1) {
+        return Stat::NONE;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Stat {
+        p50: v[v.len() / 2],
+        p99: v[v.len() * 99 / 100],
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -319,16 +332,7 @@ fn device_rows(devs: &[Dev]) -> Vec<Vec<Stat>> {
         samples
             .iter_mut()
             .zip(&alive)
-            .map(|(v, &ok)| {
-                if !ok || v.len() < ITERS / 2 {
-                    return Stat::NONE;
-                }
-                v.sort_by(|a, b| a.total_cmp(b));
-                Stat {
-                    p50: v[v.len() / 2],
-                    p99: v[v.len() * 99 / 100],
-                }
-            })
+            .map(|(v, &ok)| percentiles(v, ok, ITERS / 2))
             .collect(),
     );
     for (d, _) in devs.iter().zip(&efds) {
@@ -423,16 +427,7 @@ fn mig_rows(devs: &[Dev]) -> Vec<Vec<Stat>> {
             samples
                 .iter_mut()
                 .zip(&ok)
-                .map(|(v, &good)| {
-                    if !good || v.is_empty() {
-                        return Stat::NONE;
-                    }
-                    v.sort_by(|a, b| a.total_cmp(b));
-                    Stat {
-                        p50: v[v.len() / 2],
-                        p99: v[v.len() * 99 / 100],
-                    }
-                })
+                .map(|(v, &good)| percentiles(v, good, 1))
                 .collect(),
         );
     }
