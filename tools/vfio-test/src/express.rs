@@ -6,10 +6,10 @@
 //! They run on any device whose capability list has a PCI Express
 //! capability; the contract is vfio-pci's for the same function.
 
-use crate::vfio_uapi::{VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_RESET};
+use crate::vfio_uapi::{VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_RESET};
 use crate::{
-    cfg_rd, cfg_wr, get32, get64, ioctl_buf, ioctl_val, pread, pwrite, region, set_irqs, u32s, Efd,
-    Ktap, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD,
+    cfg_rd, cfg_wr, get32, ioctl_buf, ioctl_val, pread, pwrite, region, set_irqs, u32s, Efd, Ktap,
+    VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD,
     VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
     VFIO_PCI_MSI_IRQ_INDEX,
 };
@@ -29,8 +29,6 @@ const DEVCAP_FLR: u32 = 1 << 28;
 const DEVCTL_FLR: u32 = 1 << 15;
 const CMD_MASTER: u32 = 1 << 2;
 const VFIO_REGION_INFO_FLAG_MMAP: u32 = 1 << 2;
-const VFIO_REGION_INFO_FLAG_CAPS: u32 = 1 << 3;
-const VFIO_REGION_INFO_CAP_SPARSE_MMAP: u16 = 1;
 /// Where rmdev's PCI Express serial function has its scratch memory: BAR2,
 /// (offset, size).
 const SERIAL_MEMORY: (u32, u64, u64) = (2, 0x1000, 0x1000);
@@ -52,45 +50,11 @@ fn irq_info(fd: &OwnedFd, index: u32) -> Result<(u32, u32), i32> {
     ioctl_buf(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut b).map(|_| (get32(&b, 4), get32(&b, 12)))
 }
 
-/// Region information with its capability chain: flags, size, offset, and
-/// the areas of a sparse-mmap capability if there is one.
-type RegionCaps = (u32, u64, u64, Option<Vec<(u64, u64)>>);
+/// A region's flags, size, offset and sparse-mmap areas.
+type RegionMmap = (u32, u64, u64, Option<Vec<(u64, u64)>>);
 
-fn region_caps(fd: &OwnedFd, index: u32) -> Result<RegionCaps, String> {
-    // Room for any chain: the kernel reports the size it needs in argsz.
-    let mut b = u32s(&[4096, 0, index], 4096);
-    ioctl_buf(fd, VFIO_DEVICE_GET_REGION_INFO, &mut b).map_err(|e| format!("errno {e}"))?;
-    let (flags, argsz) = (get32(&b, 4), get32(&b, 0) as usize);
-    let (size, offset) = (get64(&b, 16), get64(&b, 24));
-    if flags & VFIO_REGION_INFO_FLAG_CAPS == 0 {
-        return Ok((flags, size, offset, None));
-    }
-    if argsz > b.len() {
-        return Err(format!("argsz {argsz} larger than the buffer"));
-    }
-    let mut at = get32(&b, 12) as usize;
-    let mut sparse = None;
-    for _ in 0..16 {
-        if at < 32 || at + 8 > argsz {
-            return Err(format!("capability at {at} outside argsz {argsz}"));
-        }
-        let id = u16::from_le_bytes([b[at], b[at + 1]]);
-        if id == VFIO_REGION_INFO_CAP_SPARSE_MMAP {
-            let n = get32(&b, at + 8) as usize;
-            if n > 64 || at + 16 + 16 * n > argsz {
-                return Err(format!("{n} areas overrun argsz {argsz}"));
-            }
-            let areas = (0..n)
-                .map(|i| (get64(&b, at + 16 + 16 * i), get64(&b, at + 24 + 16 * i)))
-                .collect();
-            sparse = Some(areas);
-        }
-        match get32(&b, at + 4) as usize {
-            0 => return Ok((flags, size, offset, sparse)),
-            next => at = next,
-        }
-    }
-    Err("capability chain does not end".into())
+fn region_mmap(fd: &OwnedFd, index: u32) -> Result<RegionMmap, String> {
+    crate::region_caps(fd, index).map(|r| (r.flags, r.size, r.offset, r.sparse))
 }
 
 /// A shared mapping of the device file; unmapped when dropped.
@@ -159,7 +123,7 @@ fn bar_memory(t: &mut Ktap, fd: &OwnedFd, serial: bool, cfg: u64, exp: u64) {
     let page = 4096u64;
     let mut found = None;
     for index in 0..6 {
-        let r = region_caps(fd, index);
+        let r = region_mmap(fd, index);
         if serial && index == SERIAL_MEMORY.0 {
             let want = vec![(SERIAL_MEMORY.1, SERIAL_MEMORY.2)];
             t.check(

@@ -469,45 +469,79 @@ fn bars64(t: &mut Ktap, fd: &OwnedFd, cfg: u64) {
 
 const VFIO_REGION_INFO_FLAG_WRITE: u32 = 1 << 1;
 const VFIO_REGION_INFO_FLAG_CAPS: u32 = 1 << 3;
+const VFIO_REGION_INFO_CAP_SPARSE_MMAP: u16 = 1;
 const VFIO_REGION_INFO_CAP_TYPE: u16 = 2;
 /// rmdev's serial statistics region: vendor type 0x4348, subtype 1, per
 /// port three little-endian u64 counters (tx, rx, overruns).
 const SERIAL_STATS: (u32, u32) = (1 << 31 | 0x4348, 1);
 
-/// A region's flags, size, offset and region-type capability (type,
-/// subtype), from GET_REGION_INFO with room for its capability chain.
-type DevRegionInfo = (u32, u64, u64, Option<(u32, u32)>);
+/// GET_REGION_INFO with room for the capability chain, walked: the
+/// region's flags, size and offset, the areas of a sparse-mmap capability
+/// and the (type, subtype) of a region-type capability, where present.
+#[derive(Debug)]
+struct RegionCaps {
+    flags: u32,
+    size: u64,
+    offset: u64,
+    sparse: Option<Vec<(u64, u64)>>,
+    kind: Option<(u32, u32)>,
+}
 
-fn dev_region_info(fd: &OwnedFd, index: u32) -> Result<DevRegionInfo, String> {
+fn region_caps(fd: &OwnedFd, index: u32) -> Result<RegionCaps, String> {
+    // Room for any chain: the kernel reports the size it needs in argsz.
     let mut b = u32s(&[4096, 0, index], 4096);
     ioctl_buf(fd, VFIO_DEVICE_GET_REGION_INFO, &mut b).map_err(|e| format!("errno {e}"))?;
     let (flags, argsz) = (get32(&b, 4), get32(&b, 0) as usize);
-    let (size, offset) = (get64(&b, 16), get64(&b, 24));
+    let mut r = RegionCaps {
+        flags,
+        size: get64(&b, 16),
+        offset: get64(&b, 24),
+        sparse: None,
+        kind: None,
+    };
     if flags & VFIO_REGION_INFO_FLAG_CAPS == 0 {
-        return Ok((flags, size, offset, None));
+        return Ok(r);
     }
     if argsz > b.len() {
         return Err(format!("argsz {argsz} larger than the buffer"));
     }
     let mut at = get32(&b, 12) as usize;
-    let mut kind = None;
     for _ in 0..16 {
         if at < 32 || at + 8 > argsz {
             return Err(format!("capability at {at} outside argsz {argsz}"));
         }
-        let id = u16::from_le_bytes([b[at], b[at + 1]]);
-        if id == VFIO_REGION_INFO_CAP_TYPE {
-            if at + 16 > argsz {
-                return Err(format!("type capability at {at} overruns argsz {argsz}"));
+        match u16::from_le_bytes([b[at], b[at + 1]]) {
+            VFIO_REGION_INFO_CAP_SPARSE_MMAP => {
+                let n = get32(&b, at + 8) as usize;
+                if n > 64 || at + 16 + 16 * n > argsz {
+                    return Err(format!("{n} areas overrun argsz {argsz}"));
+                }
+                let areas = (0..n)
+                    .map(|i| (get64(&b, at + 16 + 16 * i), get64(&b, at + 24 + 16 * i)))
+                    .collect();
+                r.sparse = Some(areas);
             }
-            kind = Some((get32(&b, at + 8), get32(&b, at + 12)));
+            VFIO_REGION_INFO_CAP_TYPE => {
+                if at + 16 > argsz {
+                    return Err(format!("type capability at {at} overruns argsz {argsz}"));
+                }
+                r.kind = Some((get32(&b, at + 8), get32(&b, at + 12)));
+            }
+            _ => {}
         }
         match get32(&b, at + 4) as usize {
-            0 => return Ok((flags, size, offset, kind)),
+            0 => return Ok(r),
             next => at = next,
         }
     }
     Err("capability chain does not end".into())
+}
+
+/// A region's flags, size, offset and region-type capability.
+type DevRegionInfo = (u32, u64, u64, Option<(u32, u32)>);
+
+fn dev_region_info(fd: &OwnedFd, index: u32) -> Result<DevRegionInfo, String> {
+    region_caps(fd, index).map(|r| (r.flags, r.size, r.offset, r.kind))
 }
 
 /// Device-specific regions (index VFIO_PCI_NUM_REGIONS and up, as many as
