@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The FFI and adapter layer: bindings for the C APIs upstream Rust lacks
-//! (VFIO, mdev, eventfd, pages shared with userspace) and safe wrappers around them. Every `unsafe` block
-//! of rmdev lives under this module.
+//! (VFIO, mdev, eventfd, device classes, pages shared with userspace) and
+//! safe wrappers around them. Every `unsafe` block of rmdev lives under this
+//! module, and it imports nothing from the rest of the crate.
 
 pub(crate) mod bindings;
+pub(crate) mod class;
 pub(crate) mod eventfd;
 pub(crate) mod mdev;
 pub(crate) mod mem;

@@ -17,7 +17,6 @@ pub mod vfio_pci_core {
 
 /// The kernel-free part of the type lifecycle.
 pub mod sysfs {
-    pub mod buf;
     pub mod parse;
     pub mod pool;
     pub mod types;

@@ -20,10 +20,10 @@ mod mdev_parent;
 mod sysfs;
 mod vfio_pci_core;
 
-use ffi::mdev::Parent;
-use kernel::{prelude::*, sync::Arc};
-use mdev_parent::SerialDriver;
-use sysfs::pool::Pool;
+use ffi::mdev::Registration;
+use kernel::prelude::*;
+use mdev_parent::virt::VirtualParent;
+use sysfs::lifecycle::SerialTypes;
 
 /// Largest pool accepted: bounds the memory a typo in `ports` can commit.
 const MAX_PORTS: u32 = 4096;
@@ -42,21 +42,33 @@ module! {
     },
 }
 
+/// The module: the mdev driver and the virtual parent.
+#[pin_data]
 struct Rmdev {
-    _parent: Parent<SerialDriver>,
+    /// Dropped first (fields drop in order): a parent goes before the driver
+    /// its types belong to.
+    #[pin]
+    parent: VirtualParent,
+    #[pin]
+    driver: Registration<SerialTypes>,
 }
 
-impl kernel::Module for Rmdev {
-    fn init(module: &'static ThisModule) -> Result<Self> {
+impl kernel::InPlaceModule for Rmdev {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let ports = *module_parameters::ports.value();
-        if ports == 0 || ports > MAX_PORTS {
-            pr_err!("ports={} is out of range 1-{}\n", ports, MAX_PORTS);
-            return Err(EINVAL);
-        }
-        let pool = Arc::new(Pool::new(ports), GFP_KERNEL)?;
-        let parent = Parent::new(SerialDriver::new(pool), module)?;
-        pr_info!("registered parent rmdev with {} ports\n", ports);
-        Ok(Self { _parent: parent })
+        try_pin_init!(Self {
+            _: {
+                if ports == 0 || ports > MAX_PORTS {
+                    pr_err!("ports={} is out of range 1-{}\n", ports, MAX_PORTS);
+                    Err(EINVAL)?;
+                }
+            },
+            driver <- Registration::new(module),
+            parent <- VirtualParent::new(&driver, ports),
+            _: {
+                pr_info!("registered parent rmdev with {} ports\n", ports);
+            },
+        })
     }
 }
 

@@ -5,9 +5,10 @@
 //!
 //! The mdev core owns the type directories in sysfs (`create`, `name`,
 //! `device_api`, `available_instances`, `description`); rmdev supplies their
-//! contents through [`crate::ffi::mdev::MdevDriver`], from the data here.
+//! contents through [`crate::ffi::mdev::Driver`], implemented in
+//! [`lifecycle`] from the data here.
 
-pub(crate) mod buf;
+pub(crate) mod lifecycle;
 pub(crate) mod parse;
 pub(crate) mod pool;
 pub(crate) mod types;

@@ -1,65 +1,48 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Mediated device parents, types and drivers.
+//! Mediated device drivers, parents and types: the mdev bus adapter.
 //!
 //! C header: [`include/linux/mdev.h`](srctree/include/linux/mdev.h).
 //!
-//! A [`Parent`] registers everything an mdev parent needs, in order: the
-//! `mdev_driver` (with a per-instance attribute group), a device class and one
-//! device of it named after the driver (so that type directories read
-//! `<name>-<type>`), and the `mdev_parent` with its types. Dropping it undoes
-//! the steps in reverse; unregistering the parent removes every instance.
+//! The adapter follows the kernel's Rust bus adapters (`rust/kernel/auxiliary.rs`,
+//! `rust/kernel/pci.rs`): a driver implements [`Driver`]; [`Adapter`] turns
+//! the C callbacks into calls of it; the driver's instance data is typed
+//! driver data of the mdev device, set in `probe` and taken back in `remove`.
+//! Registrations are pin-initialised and undo themselves when dropped:
+//!
+//! * [`Registration`] registers the `mdev_driver` (one per driver, with its
+//!   per-instance attribute group);
+//! * [`Parent`] registers an `mdev_parent` with its types on any
+//!   [`Device`]: a class device of the module's own (the virtual parent), or a
+//!   PCI device the driver is bound to. Each parent carries data of the
+//!   driver's choosing ([`Driver::ParentData`]), which the type callbacks get.
+//!
+//! A parent must be dropped before the driver registration it was made with;
+//! dropping it removes every instance of its types.
 
-use super::{bindings as vb, vfio};
-use crate::sysfs::buf::Buf;
-use core::{fmt, ptr};
+use super::vfio;
+use core::{fmt, marker::PhantomData, ptr};
 use kernel::{
     bindings,
-    error::{from_err_ptr, from_result, to_result},
+    device::{self, Device},
+    error::{from_result, to_result},
     page::PAGE_SIZE,
     prelude::*,
-    types::Opaque,
+    str::Formatter,
+    sync::aref::ARef,
+    types::{ForeignOwnable, Opaque},
     ThisModule,
 };
 
-/// An mdev type as the driver declares it.
+use super::bindings as vb;
+
+/// An mdev type as a parent declares it.
 #[derive(Clone, Copy)]
 pub(crate) struct TypeInfo {
-    /// The type's sysfs name; the directory is `<driver name>-<sysfs_name>`.
+    /// The type's sysfs name; the directory is `<parent's driver>-<sysfs_name>`.
     pub(crate) sysfs_name: &'static CStr,
     /// What the type's `name` attribute shows.
     pub(crate) pretty_name: &'static CStr,
-}
-
-/// An mdev parent driver: its types, and how it makes instances.
-pub(crate) trait MdevDriver: Send + Sync + Sized + 'static {
-    /// The VFIO device every instance is.
-    type Instance: vfio::VfioOps;
-
-    /// The driver, class and parent device name.
-    const NAME: &'static CStr;
-    /// The name of the per-instance attribute group directory.
-    const ATTR_GROUP: &'static CStr;
-    /// The per-instance attributes in that directory.
-    const ATTRS: &'static [AttrInfo];
-
-    /// The types, in sysfs order.
-    fn types(&self) -> &[TypeInfo];
-
-    /// Makes the data of a new instance of type `index`.
-    fn probe(&self, index: usize) -> Result<Pin<KBox<Self::Instance>>>;
-
-    /// How many more instances of type `index` can be made now.
-    fn available(&self, index: usize) -> u32;
-
-    /// The `description` of type `index`.
-    fn description(&self, index: usize, out: &mut Buf<'_>) -> fmt::Result;
-
-    /// Shows per-instance attribute `index` of an instance.
-    fn show_attr(instance: &Self::Instance, index: usize, out: &mut Buf<'_>) -> fmt::Result;
-
-    /// Stores `input` (what userspace wrote) into writable attribute `index`.
-    fn store_attr(instance: &Self::Instance, index: usize, input: &[u8]) -> Result;
 }
 
 /// A per-instance attribute as the driver declares it.
@@ -71,390 +54,460 @@ pub(crate) struct AttrInfo {
     pub(crate) writable: bool,
 }
 
-/// One per-instance attribute, as registered: the C object first, so that
-/// the `struct device_attribute *` sysfs passes leads back to the index.
+/// An mdev driver: how instances of its parents' types are made, and their
+/// per-instance attributes.
+pub(crate) trait Driver: Send + Sync + Sized + 'static {
+    /// The VFIO device every instance is.
+    type Instance: vfio::VfioOps;
+
+    /// What each parent carries for its types (for example the pool its
+    /// instances draw on).
+    type ParentData: Send + Sync;
+
+    /// The driver's name.
+    const NAME: &'static CStr;
+    /// The name of the per-instance attribute group directory.
+    const ATTR_GROUP: &'static CStr;
+    /// The per-instance attributes in that directory.
+    const ATTRS: &'static [AttrInfo];
+
+    /// Makes the data of a new instance of type `index` of `parent`.
+    fn probe(parent: &Self::ParentData, index: usize) -> Result<Pin<KBox<Self::Instance>>>;
+
+    /// How many more instances of type `index` of `parent` can be made now.
+    fn available(parent: &Self::ParentData, index: usize) -> u32;
+
+    /// Writes the `description` of type `index` of `parent`.
+    fn description(
+        parent: &Self::ParentData,
+        index: usize,
+        out: &mut dyn fmt::Write,
+    ) -> fmt::Result;
+
+    /// Writes per-instance attribute `index` of an instance.
+    fn show_attr(instance: &Self::Instance, index: usize, out: &mut dyn fmt::Write) -> fmt::Result;
+
+    /// Stores `input` (what userspace wrote) into writable attribute `index`.
+    fn store_attr(instance: &Self::Instance, index: usize, input: &[u8]) -> Result;
+}
+
+/// The typed driver data of a bound instance.
+type InstanceData<T> = vfio::Registration<<T as Driver>::Instance>;
+
+/// The C side of a driver's per-instance attributes: the attributes, the
+/// NULL-terminated array of them, the group and the NULL-terminated array of
+/// groups, in one allocation that does not move while registered.
+struct AttrTable {
+    /// The attributes; only the C side reads them, through `ptrs`.
+    _attrs: KVec<AttrSlot>,
+    ptrs: KVec<*mut bindings::attribute>,
+    group: Opaque<bindings::attribute_group>,
+    groups: [*const bindings::attribute_group; 2],
+}
+
+/// One per-instance attribute: the C object first, so that the
+/// `struct device_attribute *` sysfs passes leads back to the index.
 #[repr(C)]
 struct AttrSlot {
     raw: Opaque<bindings::device_attribute>,
     index: usize,
 }
 
-/// One type, as registered: the C object first, so that the core's
-/// `struct mdev_type *` leads back to it.
-#[repr(C)]
-struct TypeSlot<D> {
-    raw: Opaque<vb::mdev_type>,
-    index: usize,
-    drv: *const D,
-}
-
-/// Everything registered for a parent, in memory that does not move.
-struct Inner<D: MdevDriver> {
-    drv: D,
-    driver: Opaque<vb::mdev_driver>,
-    parent: Opaque<vb::mdev_parent>,
-    attr_slots: KVec<AttrSlot>,
-    attrs: KVec<*mut bindings::attribute>,
-    group: Opaque<bindings::attribute_group>,
-    groups: [*const bindings::attribute_group; 2],
-    types: KVec<TypeSlot<D>>,
-    type_ptrs: KVec<*mut vb::mdev_type>,
-    class: *mut bindings::class,
-    dev: *mut bindings::device,
-}
-
-/// How far registration got, so that [`Drop`] undoes exactly that.
-#[derive(Clone, Copy, PartialEq, PartialOrd)]
-enum Stage {
-    None,
-    Driver,
-    Class,
-    Device,
-    Parent,
-}
-
-/// A registered mdev parent.
-///
-/// # Invariants
-///
-/// `inner` is pinned in a box for the registration's life, so the pointers
-/// the C side keeps into it stay valid; `stage` says which steps succeeded.
-pub(crate) struct Parent<D: MdevDriver> {
-    inner: Pin<KBox<Inner<D>>>,
-    stage: Stage,
-}
-
-// SAFETY: The raw pointers are owned by the registration and only used to
-// unregister, which may happen from any thread; `D` is `Send + Sync`.
-unsafe impl<D: MdevDriver> Send for Parent<D> {}
-// SAFETY: `&self` only gives out `&D`, which is `Sync`.
-unsafe impl<D: MdevDriver> Sync for Parent<D> {}
-// SAFETY: Pointers inside are only dereferenced by the C core, which
-// serialises its callbacks against unregistration.
-unsafe impl<D: MdevDriver> Send for Inner<D> {}
-
-impl<D: MdevDriver> Parent<D> {
-    /// Registers the driver `drv` and its parent device and types.
-    pub(crate) fn new(drv: D, module: &'static ThisModule) -> Result<Self> {
-        let ntypes = drv.types().len();
-        let mut types = KVec::with_capacity(ntypes, GFP_KERNEL)?;
-        let mut type_ptrs = KVec::with_capacity(ntypes, GFP_KERNEL)?;
-        for i in 0..ntypes {
-            types.push(
-                TypeSlot {
-                    raw: Opaque::zeroed(),
-                    index: i,
-                    drv: ptr::null(),
-                },
-                GFP_KERNEL,
-            )?;
-            type_ptrs.push(ptr::null_mut(), GFP_KERNEL)?;
-        }
-        let nattrs = D::ATTRS.len();
-        let mut attr_slots = KVec::with_capacity(nattrs, GFP_KERNEL)?;
-        let mut attrs = KVec::with_capacity(nattrs + 1, GFP_KERNEL)?;
-        for index in 0..nattrs {
-            attr_slots.push(
+impl AttrTable {
+    /// The attribute group of `T`, pinned because sysfs keeps pointers into it.
+    fn new<T: Driver>() -> Result<Pin<KBox<Self>>> {
+        let n = T::ATTRS.len();
+        let mut attrs = KVec::with_capacity(n, GFP_KERNEL)?;
+        // One more pointer: the NULL that ends the array.
+        let mut ptrs = KVec::with_capacity(n + 1, GFP_KERNEL)?;
+        for (index, info) in T::ATTRS.iter().enumerate() {
+            let mut raw = bindings::device_attribute::default();
+            raw.attr.name = info.name.as_char_ptr();
+            raw.attr.mode = if info.writable { 0o644 } else { 0o444 };
+            raw.__bindgen_anon_1.show = Some(Adapter::<T>::show_attr);
+            if info.writable {
+                raw.__bindgen_anon_2.store = Some(Adapter::<T>::store_attr);
+            }
+            #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
+            {
+                raw.attr.key = kernel::static_lock_class!().as_ptr();
+            }
+            attrs.push(
                 AttrSlot {
-                    raw: Opaque::zeroed(),
+                    raw: Opaque::new(raw),
                     index,
                 },
                 GFP_KERNEL,
             )?;
-            attrs.push(ptr::null_mut(), GFP_KERNEL)?;
         }
-        // The NULL that ends the array.
-        attrs.push(ptr::null_mut(), GFP_KERNEL)?;
-        let inner = KBox::pin(
-            Inner {
-                drv,
-                driver: Opaque::zeroed(),
-                parent: Opaque::zeroed(),
-                attr_slots,
-                attrs,
-                group: Opaque::zeroed(),
+        // The element pointers stay valid: the vector is full and never grows.
+        for slot in attrs.iter() {
+            // SAFETY: Taking the address of a field of a live attribute.
+            ptrs.push(unsafe { &raw mut (*slot.raw.get()).attr }, GFP_KERNEL)?;
+        }
+        ptrs.push(ptr::null_mut(), GFP_KERNEL)?;
+        let mut table = KBox::pin(
+            Self {
+                _attrs: attrs,
+                ptrs,
+                group: Opaque::new(bindings::attribute_group::default()),
                 groups: [ptr::null(); 2],
-                types,
-                type_ptrs,
-                class: ptr::null_mut(),
-                dev: ptr::null_mut(),
             },
             GFP_KERNEL,
         )?;
-        let mut this = Self {
-            inner,
-            stage: Stage::None,
-        };
-        this.register(module)?;
-        Ok(this)
-    }
-
-    fn register(&mut self, module: &'static ThisModule) -> Result {
-        // SAFETY: `Inner` is never moved out of its box (see the type
-        // invariant); the fields are only written here, before registration.
-        let inner = unsafe { Pin::get_unchecked_mut(self.inner.as_mut()) };
-        let drv_ptr: *const D = &inner.drv;
-
-        // The types: the core reads the names and links the slots up.
-        for (i, info) in inner.drv.types().iter().enumerate() {
-            let slot = &mut inner.types[i];
-            slot.drv = drv_ptr;
-            let raw = slot.raw.get();
-            // SAFETY: `raw` is our zeroed `mdev_type`, not yet shared.
-            unsafe {
-                (*raw).sysfs_name = info.sysfs_name.as_char_ptr();
-                (*raw).pretty_name = info.pretty_name.as_char_ptr();
-            }
-            inner.type_ptrs[i] = raw;
+        // SAFETY: Only plain fields are written; nothing is moved out.
+        let t = unsafe { Pin::get_unchecked_mut(table.as_mut()) };
+        let group = t.group.get();
+        // SAFETY: `group` is our group, not yet shared; `ptrs` is
+        // NULL-terminated and lives in the same pinned allocation.
+        unsafe {
+            (*group).name = T::ATTR_GROUP.as_char_ptr();
+            (*group).__bindgen_anon_2.attrs = t.ptrs.as_mut_ptr();
         }
+        t.groups[0] = group;
+        Ok(table)
+    }
+}
 
-        // The per-instance attribute group.
-        for (i, info) in D::ATTRS.iter().enumerate() {
-            let attr = inner.attr_slots[i].raw.get();
-            // SAFETY: `attr` is our zeroed attribute, not yet shared.
-            unsafe {
-                (*attr).attr.name = info.name.as_char_ptr();
-                (*attr).attr.mode = if info.writable { 0o644 } else { 0o444 };
-                (*attr).__bindgen_anon_1.show = Some(show_attr::<D>);
-                if info.writable {
-                    (*attr).__bindgen_anon_2.store = Some(store_attr::<D>);
+/// A registered mdev driver.
+///
+/// # Invariants
+///
+/// `raw` is registered with `mdev_register_driver()` from the moment the
+/// value is initialised until it is dropped; its attribute group lives in
+/// `attrs`, pinned for as long.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Registration<T: Driver> {
+    attrs: Pin<KBox<AttrTable>>,
+    #[pin]
+    raw: Opaque<vb::mdev_driver>,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: The registration is only used to unregister, and to give parents
+// the driver's address; both may happen from any thread.
+unsafe impl<T: Driver> Send for Registration<T> {}
+// SAFETY: `&self` gives out nothing but the C object's address.
+unsafe impl<T: Driver> Sync for Registration<T> {}
+
+impl<T: Driver> Registration<T> {
+    /// Registers the mdev driver `T` of `module`.
+    pub(crate) fn new(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            attrs: AttrTable::new::<T>()?,
+            // Last: once registered, the core may call back into the fields
+            // above.
+            raw <- Opaque::try_ffi_init(move |drv: *mut vb::mdev_driver| {
+                // SAFETY: `try_ffi_init` hands us valid memory for the driver,
+                // which we fill entirely before registering it; every pointer
+                // stored lives in static memory or in `attrs`, initialised
+                // above and pinned until after `mdev_unregister_driver()`.
+                unsafe {
+                    drv.write(vb::mdev_driver::default());
+                    (*drv).device_api = c"vfio-pci".as_char_ptr();
+                    (*drv).probe = Some(Adapter::<T>::probe_callback);
+                    (*drv).remove = Some(Adapter::<T>::remove_callback);
+                    (*drv).get_available = Some(Adapter::<T>::get_available);
+                    (*drv).show_description = Some(Adapter::<T>::show_description);
+                    (*drv).driver.name = T::NAME.as_char_ptr();
+                    (*drv).driver.owner = module.as_ptr();
+                    (*drv).driver.mod_name = T::NAME.as_char_ptr();
+                    (*drv).driver.dev_groups = attrs.groups.as_ptr();
+                    to_result(vb::mdev_register_driver(drv))
                 }
-                #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
-                {
-                    (*attr).attr.key = kernel::static_lock_class!().as_ptr();
-                }
-            }
-            // SAFETY: Taking the address of a field of a live attribute.
-            inner.attrs[i] = unsafe { &raw mut (*attr).attr };
+            }),
+            _t: PhantomData,
+        })
+    }
+
+    fn as_raw(&self) -> *mut vb::mdev_driver {
+        self.raw.get()
+    }
+}
+
+#[pinned_drop]
+impl<T: Driver> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariant the driver is registered; this is the
+        // only place it is unregistered.
+        unsafe { vb::mdev_unregister_driver(self.raw.get()) };
+    }
+}
+
+/// One type of a parent, as registered: the C object first, so that the
+/// core's `struct mdev_type *` leads back to the index.
+#[repr(C)]
+struct TypeSlot {
+    raw: Opaque<vb::mdev_type>,
+    index: usize,
+}
+
+/// A parent's types: the slots and the array of pointers to them that the
+/// core takes, in memory that does not move.
+struct TypeTable {
+    /// The types; only the C side reads them, through `ptrs`.
+    _slots: KVec<TypeSlot>,
+    ptrs: KVec<*mut vb::mdev_type>,
+}
+
+impl TypeTable {
+    fn new(types: &[TypeInfo]) -> Result<Self> {
+        let mut slots = KVec::with_capacity(types.len(), GFP_KERNEL)?;
+        let mut ptrs = KVec::with_capacity(types.len(), GFP_KERNEL)?;
+        for (index, info) in types.iter().enumerate() {
+            let raw = vb::mdev_type {
+                sysfs_name: info.sysfs_name.as_char_ptr(),
+                pretty_name: info.pretty_name.as_char_ptr(),
+                ..Default::default()
+            };
+            slots.push(
+                TypeSlot {
+                    raw: Opaque::new(raw),
+                    index,
+                },
+                GFP_KERNEL,
+            )?;
         }
-        let group = inner.group.get();
-        // SAFETY: `group` is our zeroed group, not yet shared; `attrs` is
-        // NULL-terminated and lives as long as the group.
+        // The vector is full and never grows, so the pointers stay valid.
+        for slot in slots.iter() {
+            ptrs.push(slot.raw.get(), GFP_KERNEL)?;
+        }
+        Ok(Self {
+            _slots: slots,
+            ptrs,
+        })
+    }
+}
+
+/// A registered mdev parent: types of driver `T` on a device.
+///
+/// # Invariants
+///
+/// `raw` is registered with `mdev_register_parent()` on `dev`, with the
+/// driver registration it was made with and the types in `types`, from the
+/// moment the value is initialised until it is dropped.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Parent<T: Driver> {
+    data: T::ParentData,
+    types: TypeTable,
+    dev: ARef<Device>,
+    #[pin]
+    raw: Opaque<vb::mdev_parent>,
+}
+
+// SAFETY: The C parent is only used to unregister, which may happen from any
+// thread; the data is `Send`.
+unsafe impl<T: Driver> Send for Parent<T> {}
+// SAFETY: `&self` gives out `&T::ParentData`, which is `Sync`.
+unsafe impl<T: Driver> Sync for Parent<T> {}
+
+impl<T: Driver> Parent<T> {
+    /// Registers `types` of driver `driver` on `dev`, with `data` for the
+    /// type callbacks. `driver` must outlive the parent (drop the parent
+    /// first).
+    pub(crate) fn new<'a>(
+        dev: &'a Device,
+        driver: &'a Registration<T>,
+        infos: &'a [TypeInfo],
+        data: T::ParentData,
+    ) -> impl PinInit<Self, Error> + 'a
+    where
+        T::ParentData: 'a,
+    {
+        let drv = Registration::<T>::as_raw(driver);
+        // `Device` is a transparent wrapper of the C `struct device`.
+        let dev_ptr = ptr::from_ref(dev).cast::<bindings::device>().cast_mut();
+        try_pin_init!(Self {
+            data,
+            types: TypeTable::new(infos)?,
+            dev: ARef::from(dev),
+            // Last: once registered, the core may call back into the fields
+            // above.
+            raw <- Opaque::try_ffi_init(move |parent: *mut vb::mdev_parent| {
+                let n = u32::try_from(types.ptrs.len()).map_err(|_| EINVAL)?;
+                // SAFETY: `parent` is valid memory the core initialises;
+                // `dev_ptr` is the live device `dev` (held by the reference
+                // above); `drv` is registered and outlives the parent (the
+                // caller's contract); the type slots live in `types`, which
+                // stays in place (heap memory) until after unregistration.
+                to_result(unsafe {
+                    vb::mdev_register_parent(parent, dev_ptr, drv, types.ptrs.as_mut_ptr(), n)
+                })
+            }),
+        })
+    }
+}
+
+#[pinned_drop]
+impl<T: Driver> PinnedDrop for Parent<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariant the parent is registered; this is the
+        // only place it is unregistered. It removes every instance first.
+        unsafe { vb::mdev_unregister_parent(self.raw.get()) };
+    }
+}
+
+/// The adapter between the mdev core's callbacks and a [`Driver`].
+pub(crate) struct Adapter<T: Driver>(PhantomData<T>);
+
+impl<T: Driver> Adapter<T> {
+    /// Returns the parent and index of a type of ours.
+    ///
+    /// # Safety
+    ///
+    /// `mtype` is one of the types a live [`Parent<T>`] registered.
+    unsafe fn type_of<'a>(mtype: *mut vb::mdev_type) -> (&'a Parent<T>, usize) {
+        // SAFETY: `raw` is the first field of the `#[repr(C)]` slot; the core
+        // set `parent` to our registered `mdev_parent`, which is the `raw`
+        // field of a live, pinned `Parent<T>`.
         unsafe {
-            (*group).name = D::ATTR_GROUP.as_char_ptr();
-            (*group).__bindgen_anon_2.attrs = inner.attrs.as_mut_ptr();
+            let index = (*mtype.cast::<TypeSlot>()).index;
+            let parent = (*mtype).parent.cast::<Opaque<vb::mdev_parent>>();
+            (&*kernel::container_of!(parent, Parent<T>, raw), index)
         }
-        inner.groups[0] = group;
+    }
 
-        // The driver.
-        let driver = inner.driver.get();
-        // SAFETY: `driver` is our zeroed `mdev_driver`, not yet shared; every
-        // pointer stored lives in `inner` or in static memory.
+    /// Formats into a sysfs page and returns the length written.
+    ///
+    /// # Safety
+    ///
+    /// `buf` is a sysfs buffer of `PAGE_SIZE` bytes.
+    unsafe fn emit(buf: *mut c_char, f: impl FnOnce(&mut dyn fmt::Write) -> fmt::Result) -> isize {
+        // SAFETY: sysfs hands `show` callbacks a page-sized buffer.
+        let page = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), PAGE_SIZE) };
+        let mut out = Formatter::new(page);
+        // What does not fit is dropped, as `sysfs_emit()` does.
+        let _ = f(&mut out);
+        out.bytes_written().min(PAGE_SIZE) as isize
+    }
+
+    /// The instance device of `mdev`, in the context of its bus callbacks.
+    ///
+    /// # Safety
+    ///
+    /// `mdev` is live for `'a`, and the caller is one of its driver's
+    /// callbacks.
+    unsafe fn device<'a>(
+        mdev: *mut vb::mdev_device,
+    ) -> &'a device::Device<device::CoreInternal<'a>> {
+        // SAFETY: `Device` is a transparent wrapper of `struct device`, which
+        // is live for `'a` by the contract.
+        unsafe { &*(&raw mut (*mdev).dev).cast() }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the mdev core with a new instance of one of our types.
+    unsafe extern "C" fn probe_callback(mdev: *mut vb::mdev_device) -> c_int {
+        // SAFETY: The core passes a live mdev device whose type is ours.
+        let (parent, index) = unsafe { Self::type_of((*mdev).type_) };
+        // SAFETY: As above; this is the driver's probe.
+        let dev = unsafe { Self::device(mdev) };
+        from_result(|| {
+            let instance = T::probe(&parent.data, index)?;
+            // The driver data's box is allocated before the VFIO device
+            // registers, so nothing can fail once userspace can open it.
+            // SAFETY: The VFIO device is unregistered when the driver data
+            // drops, in `remove_callback`, while the mdev device is live.
+            dev.set_drvdata(unsafe { vfio::Registration::new(&raw mut (*mdev).dev, instance) })?;
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// Called by the mdev core on an instance `probe_callback` succeeded for.
+    unsafe extern "C" fn remove_callback(mdev: *mut vb::mdev_device) {
+        // SAFETY: The core passes a live mdev device.
+        let raw = unsafe { &raw mut (*mdev).dev };
+        // SAFETY: The device is live during `remove`.
+        let data = unsafe { bindings::dev_get_drvdata(raw) };
+        if data.is_null() {
+            return;
+        }
+        // SAFETY: The device is live; clearing the pointer first means nothing
+        // can reach the driver data while it is dropped.
+        unsafe { bindings::dev_set_drvdata(raw, ptr::null_mut()) };
+        // SAFETY: `probe_callback` stored a `Pin<KBox<InstanceData<T>>>` with
+        // `set_drvdata`; dropping it unregisters the VFIO device (waiting for
+        // its users, asking them with `request`) and releases it.
+        drop(unsafe { Pin::<KBox<InstanceData<T>>>::from_foreign(data.cast()) });
+    }
+
+    /// # Safety
+    ///
+    /// Called by the mdev core with one of our types.
+    unsafe extern "C" fn get_available(mtype: *mut vb::mdev_type) -> c_uint {
+        // SAFETY: The core passes one of our registered types.
+        let (parent, index) = unsafe { Self::type_of(mtype) };
+        T::available(&parent.data, index)
+    }
+
+    /// # Safety
+    ///
+    /// Called by the mdev core with one of our types and a sysfs page.
+    unsafe extern "C" fn show_description(mtype: *mut vb::mdev_type, buf: *mut c_char) -> isize {
+        // SAFETY: The core passes one of our registered types.
+        let (parent, index) = unsafe { Self::type_of(mtype) };
+        // SAFETY: `buf` is a sysfs page.
+        unsafe { Self::emit(buf, |out| T::description(&parent.data, index, out)) }
+    }
+
+    /// Returns the driver data of an instance and the index of one of its
+    /// attributes.
+    ///
+    /// # Safety
+    ///
+    /// `dev` is an instance bound to our driver with `attr` one of its driver
+    /// attributes, which exist only between `probe` and `remove`.
+    unsafe fn attr_target<'a>(
+        dev: *mut bindings::device,
+        attr: *mut bindings::device_attribute,
+    ) -> (Pin<&'a InstanceData<T>>, usize) {
+        // SAFETY: The driver core adds the attributes after `probe` set the
+        // driver data and removes them before `remove`; `Device` is a
+        // transparent wrapper of `struct device`; `attr` is the first field
+        // of one of our `#[repr(C)]` slots.
         unsafe {
-            (*driver).device_api = c"vfio-pci".as_char_ptr();
-            (*driver).probe = Some(probe::<D>);
-            (*driver).remove = Some(remove::<D>);
-            (*driver).get_available = Some(get_available::<D>);
-            (*driver).show_description = Some(show_description::<D>);
-            (*driver).driver.name = D::NAME.as_char_ptr();
-            (*driver).driver.owner = module.as_ptr();
-            (*driver).driver.mod_name = D::NAME.as_char_ptr();
-            (*driver).driver.dev_groups = inner.groups.as_ptr();
-        }
-        // SAFETY: `driver` is fully set up and pinned until `Drop`.
-        to_result(unsafe { vb::mdev_register_driver(driver) })?;
-        self.stage = Stage::Driver;
-
-        // SAFETY: The name is a static C string.
-        inner.class = from_err_ptr(unsafe { bindings::class_create(D::NAME.as_char_ptr()) })?;
-        self.stage = Stage::Class;
-
-        // SAFETY: `class` is live; the name has no format directives, so the
-        // format takes no arguments.
-        inner.dev = from_err_ptr(unsafe {
-            bindings::device_create(
-                inner.class,
-                ptr::null_mut(),
-                0,
-                ptr::null_mut(),
-                D::NAME.as_char_ptr(),
+            let d = &*dev.cast::<device::Device<device::CoreInternal<'a>>>();
+            (
+                d.drvdata_borrow::<InstanceData<T>>(),
+                (*attr.cast::<AttrSlot>()).index,
             )
-        })?;
-        self.stage = Stage::Device;
-
-        let ntypes = u32::try_from(inner.type_ptrs.len()).map_err(|_| EINVAL)?;
-        // SAFETY: Everything passed is set up and pinned until `Drop`.
-        to_result(unsafe {
-            vb::mdev_register_parent(
-                inner.parent.get(),
-                inner.dev,
-                driver,
-                inner.type_ptrs.as_mut_ptr(),
-                ntypes,
-            )
-        })?;
-        self.stage = Stage::Parent;
-        Ok(())
-    }
-}
-
-impl<D: MdevDriver> Drop for Parent<D> {
-    fn drop(&mut self) {
-        let inner = &self.inner;
-        // SAFETY: Each step is undone only if it was done (`stage`), once.
-        unsafe {
-            if self.stage >= Stage::Parent {
-                // Removes every instance, calling `remove` for each.
-                vb::mdev_unregister_parent(inner.parent.get());
-            }
-            if self.stage >= Stage::Device {
-                bindings::device_unregister(inner.dev);
-            }
-            if self.stage >= Stage::Class {
-                bindings::class_destroy(inner.class);
-            }
-            if self.stage >= Stage::Driver {
-                vb::mdev_unregister_driver(inner.driver.get());
-            }
         }
     }
-}
 
-/// Returns the slot of a type of ours.
-///
-/// # Safety
-///
-/// `mtype` is one of the types a live [`Parent<D>`] registered.
-unsafe fn slot<'a, D: MdevDriver>(mtype: *mut vb::mdev_type) -> (&'a D, usize) {
-    // SAFETY: `raw` is the first field of the `#[repr(C)]` slot, and the slot
-    // points at the driver data of the same live parent.
-    unsafe {
-        let s = &*mtype.cast::<TypeSlot<D>>();
-        (&*s.drv, s.index)
+    /// # Safety
+    ///
+    /// Called by sysfs for an attribute of an instance bound to our driver.
+    unsafe extern "C" fn show_attr(
+        dev: *mut bindings::device,
+        attr: *mut bindings::device_attribute,
+        buf: *mut c_char,
+    ) -> isize {
+        // SAFETY: As the function's contract says.
+        let (data, index) = unsafe { Self::attr_target(dev, attr) };
+        // SAFETY: `buf` is a sysfs page.
+        unsafe { Self::emit(buf, |out| T::show_attr(data.data(), index, out)) }
     }
-}
 
-/// Formats into a sysfs page and returns the length.
-///
-/// # Safety
-///
-/// `buf` is a sysfs buffer of `PAGE_SIZE` bytes.
-unsafe fn emit(buf: *mut c_char, f: impl FnOnce(&mut Buf<'_>) -> fmt::Result) -> isize {
-    // SAFETY: sysfs hands `show` callbacks a page-sized buffer.
-    let page = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), PAGE_SIZE) };
-    let mut out = Buf::new(page);
-    let _ = f(&mut out);
-    out.len() as isize
-}
-
-/// # Safety
-///
-/// Called by the mdev core with a new instance of one of our types.
-unsafe extern "C" fn probe<D: MdevDriver>(mdev: *mut vb::mdev_device) -> c_int {
-    // SAFETY: The core passes a live mdev device whose type is ours.
-    let (drv, index) = unsafe { slot::<D>((*mdev).type_) };
-    from_result(|| {
-        let data = drv.probe(index)?;
-        // SAFETY: The mdev device outlives the registration, which `remove`
-        // drops before the device goes.
-        let reg = unsafe { vfio::Registration::new(&raw mut (*mdev).dev, data)? };
-        let reg = KBox::new(reg, GFP_KERNEL)?;
-        // SAFETY: The device is live; `remove` takes the box back.
-        unsafe { bindings::dev_set_drvdata(&raw mut (*mdev).dev, KBox::into_raw(reg).cast()) };
-        Ok(0)
-    })
-}
-
-/// # Safety
-///
-/// Called by the mdev core on an instance `probe` succeeded for.
-unsafe extern "C" fn remove<D: MdevDriver>(mdev: *mut vb::mdev_device) {
-    // SAFETY: The device is live during `remove`.
-    let reg = unsafe { bindings::dev_get_drvdata(&raw mut (*mdev).dev) };
-    if reg.is_null() {
-        return;
-    }
-    // SAFETY: The device is live; clearing the pointer first means nothing
-    // can reach the registration while it is dropped.
-    unsafe { bindings::dev_set_drvdata(&raw mut (*mdev).dev, ptr::null_mut()) };
-    // SAFETY: `probe` stored a leaked `KBox<Registration>` here; dropping it
-    // unregisters the VFIO device (waiting for its users) and drops it.
-    drop(unsafe { KBox::from_raw(reg.cast::<vfio::Registration<D::Instance>>()) });
-}
-
-/// # Safety
-///
-/// Called by the mdev core with one of our types.
-unsafe extern "C" fn get_available<D: MdevDriver>(mtype: *mut vb::mdev_type) -> c_uint {
-    // SAFETY: The core passes one of our registered types.
-    let (drv, index) = unsafe { slot::<D>(mtype) };
-    drv.available(index)
-}
-
-/// # Safety
-///
-/// Called by the mdev core with one of our types and a sysfs page.
-unsafe extern "C" fn show_description<D: MdevDriver>(
-    mtype: *mut vb::mdev_type,
-    buf: *mut c_char,
-) -> isize {
-    // SAFETY: The core passes one of our registered types.
-    let (drv, index) = unsafe { slot::<D>(mtype) };
-    // SAFETY: `buf` is a sysfs page.
-    unsafe { emit(buf, |out| drv.description(index, out)) }
-}
-
-/// Returns the registration of an instance and the index of one of its
-/// attributes.
-///
-/// # Safety
-///
-/// `dev` is an instance bound to our driver with `attr` one of its driver
-/// attributes, which exist only between `probe` and `remove`.
-unsafe fn attr_target<'a, D: MdevDriver>(
-    dev: *mut bindings::device,
-    attr: *mut bindings::device_attribute,
-) -> Option<(&'a vfio::Registration<D::Instance>, usize)> {
-    // SAFETY: The device is live while its attributes exist.
-    let reg = unsafe { bindings::dev_get_drvdata(dev) };
-    if reg.is_null() {
-        return None;
-    }
-    // SAFETY: `probe` stored the registration, which lives until `remove`,
-    // after sysfs removed the attributes; `attr` is the first field of one of
-    // our `#[repr(C)]` slots.
-    unsafe {
-        Some((
-            &*reg.cast::<vfio::Registration<D::Instance>>(),
-            (*attr.cast::<AttrSlot>()).index,
-        ))
-    }
-}
-
-/// # Safety
-///
-/// Called by sysfs for an attribute of an instance bound to our driver.
-unsafe extern "C" fn show_attr<D: MdevDriver>(
-    dev: *mut bindings::device,
-    attr: *mut bindings::device_attribute,
-    buf: *mut c_char,
-) -> isize {
-    // SAFETY: As the function's contract says.
-    let Some((reg, index)) = (unsafe { attr_target::<D>(dev, attr) }) else {
-        return ENODEV.to_errno() as isize;
-    };
-    // SAFETY: `buf` is a sysfs page.
-    unsafe { emit(buf, |out| D::show_attr(reg.data(), index, out)) }
-}
-
-/// # Safety
-///
-/// Called by sysfs for a writable attribute of an instance bound to our
-/// driver, with `count` bytes at `buf`.
-unsafe extern "C" fn store_attr<D: MdevDriver>(
-    dev: *mut bindings::device,
-    attr: *mut bindings::device_attribute,
-    buf: *const c_char,
-    count: usize,
-) -> isize {
-    // SAFETY: As the function's contract says.
-    let Some((reg, index)) = (unsafe { attr_target::<D>(dev, attr) }) else {
-        return ENODEV.to_errno() as isize;
-    };
-    // SAFETY: sysfs passes `count` readable bytes (at most a page).
-    let input = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
-    match D::store_attr(reg.data(), index, input) {
-        Ok(()) => count as isize,
-        Err(e) => e.to_errno() as isize,
+    /// # Safety
+    ///
+    /// Called by sysfs for a writable attribute of an instance bound to our
+    /// driver, with `count` bytes at `buf`.
+    unsafe extern "C" fn store_attr(
+        dev: *mut bindings::device,
+        attr: *mut bindings::device_attribute,
+        buf: *const c_char,
+        count: usize,
+    ) -> isize {
+        // SAFETY: As the function's contract says.
+        let (data, index) = unsafe { Self::attr_target(dev, attr) };
+        // SAFETY: sysfs passes `count` readable bytes (at most a page).
+        let input = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
+        match T::store_attr(data.data(), index, input) {
+            Ok(()) => count as isize,
+            Err(e) => e.to_errno() as isize,
+        }
     }
 }

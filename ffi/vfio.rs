@@ -346,9 +346,11 @@ unsafe extern "C" fn migration_set_state<T: VfioOps>(
 ) -> *mut bindings::file {
     // SAFETY: Registered devices have their data set until release.
     let d = unsafe { data::<T>(vdev) };
-    // SAFETY: `vdev` is live for the call; the core sets this field when
-    // userspace opts in, and clears it on open.
-    let v2 = unsafe { (*vdev).precopy_info_v2 } != 0;
+    // SAFETY: `vdev` is live for the call. The core sets this field when
+    // userspace opts in (a `DEVICE_FEATURE` call that may run concurrently on
+    // another thread) and clears it on open, without a lock we hold, so it is
+    // read once and volatile, as `READ_ONCE()` would.
+    let v2 = unsafe { core::ptr::read_volatile(&raw const (*vdev).precopy_info_v2) } != 0;
     match d.migration_set_state(state, v2) {
         Ok(Some(f)) => f.into_raw(),
         Ok(None) => core::ptr::null_mut(),
@@ -785,12 +787,33 @@ unsafe impl<T: VfioOps> Sync for Registration<T> {}
 
 impl<T: VfioOps> Registration<T> {
     /// Allocates a VFIO device for the (mdev) device `dev`, hands it `data`
-    /// and registers it with an emulated IOMMU.
+    /// and registers it with an emulated IOMMU, when the returned initialiser
+    /// runs: the memory the registration goes to exists by then, so nothing
+    /// that can fail follows the moment userspace can open the device.
     ///
     /// # Safety
     ///
     /// `dev` is a live device that outlives the registration.
-    pub(crate) unsafe fn new(dev: *mut bindings::device, data: Pin<KBox<T>>) -> Result<Self> {
+    pub(crate) unsafe fn new(
+        dev: *mut bindings::device,
+        data: Pin<KBox<T>>,
+    ) -> impl PinInit<Self, Error> {
+        try_init!(Self {
+            // SAFETY: The caller's contract.
+            vdev: unsafe { Self::register(dev, data) }?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Allocates, sets up and registers the VFIO device (see [`Self::new`]).
+    ///
+    /// # Safety
+    ///
+    /// `dev` is a live device that outlives the registration.
+    unsafe fn register(
+        dev: *mut bindings::device,
+        data: Pin<KBox<T>>,
+    ) -> Result<*mut vb::vfio_device> {
         // SAFETY: `dev` is live by the contract; the size covers `Raw<T>`,
         // whose first field is the `vfio_device`, and the ops table is static.
         let vdev = from_err_ptr(unsafe {
@@ -822,10 +845,7 @@ impl<T: VfioOps> Registration<T> {
             unsafe { bindings::put_device(&raw mut (*vdev).device) };
             return Err(e);
         }
-        Ok(Self {
-            vdev,
-            _t: PhantomData,
-        })
+        Ok(vdev)
     }
 
     /// The Rust data of the device.

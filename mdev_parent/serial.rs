@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The serial card personality: one or two 16550A ports behind the card's
+//! PCI face ([`super::card`]), built on [`crate::vfio_pci_core`] through its
+//! hooks only. Ports come from the pool of the parent the instance belongs
+//! to and go back when the instance's VFIO device is released.
+
+use super::{card, uart::Uart};
+use crate::sysfs::{pool::Pool, types::TypeDesc};
+use crate::vfio_pci_core::{
+    emul::{
+        config::{Bar, ConfigSpace},
+        mig::{Sections, Writer, TAG_DEVICE},
+        region::DevRegion,
+        EResult, Errno,
+    },
+    Ctx, PciCore, PciDevice,
+};
+use core::fmt;
+use kernel::{prelude::*, sync::Arc};
+
+/// The serial card personality: `ports` 16550A ports.
+pub(crate) struct Serial {
+    ports: usize,
+    /// The PCI Express variant (see [`card`]).
+    express: bool,
+    /// The pool the ports came from; they go back when the instance goes.
+    pool: Arc<Pool>,
+    /// The device-specific regions: the statistics region (see
+    /// [`card::stats_region`]).
+    regions: [DevRegion; 1],
+}
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        self.pool.give(self.ports as u32);
+    }
+}
+
+/// Per-instance mutable state: the ports.
+pub(crate) struct SerialState {
+    ports: [Uart; 2],
+}
+
+impl SerialState {
+    fn update_irq(&self, n: usize, ctx: &mut Ctx) {
+        let level = self.ports[..n].iter().any(Uart::irq);
+        ctx.set_irq(level);
+    }
+}
+
+impl PciDevice for Serial {
+    type State = SerialState;
+    const NAME: &'static CStr = c"rmdev-serial";
+
+    fn config(&self) -> EResult<ConfigSpace> {
+        card::config(self.ports, self.express)
+    }
+
+    fn msi_vectors(&self) -> u32 {
+        1
+    }
+
+    fn bar(&self, index: usize) -> Bar {
+        card::bar(self.ports, self.express, index)
+    }
+
+    fn bar_memory(&self, index: usize) -> Option<core::ops::Range<u64>> {
+        card::bar_memory(self.express, index)
+    }
+
+    fn regions(&self) -> &[DevRegion] {
+        &self.regions
+    }
+
+    /// The statistics region: the library checked the access against its
+    /// size, which covers the instance's ports only.
+    fn region_read(
+        state: &mut SerialState,
+        _ctx: &mut Ctx,
+        _region: usize,
+        off: u64,
+        data: &mut [u8],
+    ) {
+        let counters = state.ports.each_ref().map(|p| {
+            let s = p.stats();
+            [s.tx, s.rx, s.overruns]
+        });
+        card::stats_read(&counters, off, data);
+    }
+
+    fn bar_read(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &mut [u8]) {
+        let n = state.ports.len();
+        if let Some(port) = state.ports.get_mut(bar) {
+            // The library checked `off + data.len()` against the BAR's size,
+            // so the register offsets cannot wrap.
+            for (i, b) in data.iter_mut().enumerate() {
+                *b = port.read(off.wrapping_add(i as u64));
+            }
+        }
+        state.update_irq(n, ctx);
+    }
+
+    fn bar_write(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &[u8]) {
+        let n = state.ports.len();
+        if let Some(port) = state.ports.get_mut(bar) {
+            for (i, &b) in data.iter().enumerate() {
+                port.write(off.wrapping_add(i as u64), b);
+            }
+        }
+        state.update_irq(n, ctx);
+    }
+
+    fn reset(state: &mut SerialState, ctx: &mut Ctx) {
+        state.ports.iter_mut().for_each(Uart::reset);
+        ctx.set_irq(false);
+    }
+
+    const MIGRATION: bool = true;
+
+    /// The port count, and 0x100 for the PCI Express variant: a stream
+    /// loads only into a card of the same type.
+    fn mig_variant(&self) -> u32 {
+        self.ports as u32 | u32::from(self.express) << 8
+    }
+
+    /// One section per port, tag `TAG_DEVICE + port`.
+    fn save(&self, state: &SerialState, w: &mut Writer<'_>) -> EResult {
+        for (i, p) in state.ports[..self.ports].iter().enumerate() {
+            w.section(TAG_DEVICE + i as u16, |w| p.save(w))?;
+        }
+        Ok(())
+    }
+
+    fn load(&self, state: &mut SerialState, s: &Sections<'_>) -> EResult {
+        if s.count(TAG_DEVICE..=u16::MAX) != self.ports {
+            return Err(Errno::Inval);
+        }
+        // Every port loads into a copy first, so a bad second port leaves
+        // the first one untouched too.
+        let mut ports = state.ports.clone();
+        for (i, p) in ports[..self.ports].iter_mut().enumerate() {
+            p.load(s.get(TAG_DEVICE + i as u16)?)?;
+        }
+        state.ports = ports;
+        Ok(())
+    }
+}
+
+/// An instance of the serial card: the library's device around [`Serial`].
+pub(crate) type Instance = PciCore<Serial>;
+
+impl Serial {
+    /// Makes an instance of type `t`, taking its ports from `pool`: `ENOSPC`
+    /// when the pool has too few.
+    pub(crate) fn create(pool: &Arc<Pool>, t: &TypeDesc) -> Result<Pin<KBox<Instance>>> {
+        if !pool.try_take(t.ports) {
+            return Err(ENOSPC);
+        }
+        // From here the ports are owned by `Serial`, whose drop returns them,
+        // on the error paths below as well.
+        let dev = Serial {
+            ports: t.ports as usize,
+            express: t.express,
+            pool: pool.clone(),
+            regions: [card::stats_region(t.ports as usize)],
+        };
+        let state = SerialState {
+            ports: [Uart::new(), Uart::new()],
+        };
+        KBox::pin_init(PciCore::new(dev, state)?, GFP_KERNEL)
+    }
+
+    /// Writes the instance's state: interrupts delivered, and per port the
+    /// line settings and byte counters.
+    pub(crate) fn show_state(instance: &Instance, out: &mut dyn fmt::Write) -> fmt::Result {
+        let ports = instance.device().ports;
+        instance.with_state(|s, ctx| {
+            writeln!(out, "irqs {}", ctx.irqs_delivered())?;
+            for (i, p) in s.ports[..ports].iter().enumerate() {
+                let st = p.stats();
+                writeln!(
+                    out,
+                    "port{} divisor {} lcr {:#04x} mcr {:#04x} tx {} rx {} overrun {}",
+                    i, st.divisor, st.lcr, st.mcr, st.tx, st.rx, st.overruns
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether what the ports transmit loops back to their receivers.
+    pub(crate) fn loopback(instance: &Instance) -> bool {
+        instance.with_state(|s, _| s.ports[0].wired())
+    }
+
+    /// Wires the ports' transmitters to their receivers, or cuts them.
+    pub(crate) fn set_loopback(instance: &Instance, wired: bool) {
+        instance.with_state_mut(|s| s.ports.iter_mut().for_each(|p| p.set_wired(wired)));
+    }
+}
