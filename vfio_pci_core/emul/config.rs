@@ -29,12 +29,18 @@ pub(crate) const CFG_SIZE: usize = 256;
 pub(crate) const CFG_EXT_SIZE: usize = 4096;
 
 /// Offset of the first extended capability header (PCIe 6.x, 7.6.3).
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "no extended capability yet: only the tests look there"
+    )
+)]
 pub(crate) const EXT_CAP_START: usize = CFG_SIZE;
 
 /// Offsets and bits of the standard type-0 header (PCI Local Bus 3.0, 6.1).
 /// The table is complete on purpose, whether or not every entry is used yet.
-#[allow(dead_code)]
+#[expect(dead_code, reason = "a complete table of the specification")]
 pub(crate) mod reg {
     pub(crate) const VENDOR_ID: usize = 0x00;
     pub(crate) const DEVICE_ID: usize = 0x02;
@@ -72,7 +78,7 @@ pub(crate) mod reg {
 /// Capability IDs, register offsets and bits (PCI Local Bus 3.0, 6.7 and
 /// 6.8; PCIe 6.x, 7.5.3 and 7.7). The tables are complete on purpose,
 /// whether or not every entry is used yet.
-#[allow(dead_code)]
+#[expect(dead_code, reason = "a complete table of the specification")]
 pub(crate) mod cap {
     pub(crate) const ID_PM: u8 = 0x01;
     pub(crate) const PM_PMC: usize = 2;
@@ -209,7 +215,7 @@ pub(crate) struct Perm {
     pub(crate) rw1c: u32,
     /// Why the register has these permissions: documentation kept as data
     /// next to the bits, read by the host tests.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the host tests only"))]
     pub(crate) why: &'static str,
 }
 
@@ -309,8 +315,6 @@ impl ConfigSpace {
 
     /// The number of bytes of configuration space the guest can reach:
     /// [`CFG_SIZE`], or [`CFG_EXT_SIZE`] for a PCI Express function.
-    /// Offered to the kernel glue, which does not use it yet.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn size(&self) -> usize {
         self.size
     }
@@ -320,7 +324,6 @@ impl ConfigSpace {
     /// extended capability added, the header at 0x100 stays all zero, which
     /// says "no extended capabilities" (PCIe 6.x, 7.6.3); the rest of
     /// extended space reads zero and is read-only.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_extended(&mut self) {
         self.size = CFG_EXT_SIZE;
     }

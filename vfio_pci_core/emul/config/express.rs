@@ -80,7 +80,6 @@ impl ConfigSpace {
     /// Fails with `EINVAL`, changing nothing, if the capability is not
     /// dword aligned at or after 0x40, does not fit in conventional space
     /// or overlaps another capability.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn add_pcie(&mut self, off: usize) -> EResult {
         self.claim(off, cap::EXP_SIZEOF_V2)?;
         self.link_cap(off, cap::ID_EXP);
@@ -124,7 +123,6 @@ impl ConfigSpace {
     /// Whether a guest write asked for a Function Level Reset since the last
     /// call, clearing the request. The library calls it after every write
     /// and resets the function when it returns `true`.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn take_flr_request(&mut self) -> bool {
         core::mem::take(&mut self.flr)
     }

@@ -20,7 +20,6 @@ impl ConfigSpace {
     /// a BAR index is above 5, an offset is not qword aligned, the table and
     /// PBA overlap in one BAR, or the capability is not dword aligned at or
     /// after 0x40, does not fit in conventional space or overlaps another.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn add_msix(
         &mut self,
         off: usize,
@@ -66,7 +65,13 @@ impl ConfigSpace {
 
     /// The MSI-X capability's Message Control register, if there is an
     /// MSI-X capability.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the library leaves MSI-X enable and masking to userspace"
+        )
+    )]
     pub(crate) fn msix_control(&self) -> Option<u16> {
         (self.msix != 0).then(|| self.u16_at(self.msix + cap::MSIX_FLAGS))
     }

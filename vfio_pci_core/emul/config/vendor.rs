@@ -13,7 +13,6 @@ impl ConfigSpace {
     /// Fails with `EINVAL`, changing nothing, if the capability is not
     /// dword aligned at or after 0x40, does not fit in conventional space
     /// or overlaps another capability.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn add_vendor(&mut self, off: usize, data: &[u8]) -> EResult {
         let len = data
             .len()
