@@ -18,6 +18,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{Arc, Mutex},
+    transmute::{AsBytes, FromBytes},
     types::Opaque,
 };
 
@@ -90,6 +91,53 @@ impl UserBuf {
             Err(EFAULT)
         }
     }
+
+    /// Reads a `T` from the start of the buffer, as vfio-pci copies an
+    /// ioctl's argument into a zeroed struct: the first `min(len,
+    /// size_of::<T>())` bytes come from userspace (the uAPI's `minsz`, when
+    /// the buffer was made that long), the rest are zero.
+    ///
+    /// `EFAULT` if the copy faults.
+    pub(crate) fn read_obj<T: FromBytes + AsBytes + Default>(&self) -> Result<T> {
+        let mut v = T::default();
+        let n = self.len.min(size_of::<T>());
+        self.read(v.as_bytes_mut().get_mut(..n).ok_or(EFAULT)?)?;
+        Ok(v)
+    }
+
+    /// Writes the first `min(len, size_of::<T>())` bytes of `v` to the start
+    /// of the buffer (what [`UserBuf::read_obj`] read, back).
+    ///
+    /// `EFAULT` if the copy faults.
+    pub(crate) fn write_obj<T: AsBytes>(&self, v: &T) -> Result {
+        let n = self.len.min(size_of::<T>());
+        self.write(v.as_bytes().get(..n).ok_or(EFAULT)?)
+    }
+}
+
+/// Implements [`FromBytes`] and [`AsBytes`] for uAPI structs made of `u32`
+/// and `u64` fields only, checking at compile time that their size is the
+/// sum of the fields' (so there is no padding).
+macro_rules! plain_uapi_struct {
+    ($($t:ident { $($f:ident: $ft:ty),* $(,)? })*) => {$(
+        const _: () = assert!(size_of::<vb::$t>() == 0 $(+ size_of::<$ft>())*);
+        // Every field named exists with its type (or this does not build).
+        const _: fn(&vb::$t) = |v| { $(let _: &$ft = &v.$f;)* };
+        // SAFETY: The bindgen struct is `#[repr(C)]` with integer fields
+        // only (a flexible array member, if any, is zero-sized): every bit
+        // pattern is valid, and it has no interior mutability.
+        unsafe impl FromBytes for vb::$t {}
+        // SAFETY: As above; its size is the sum of its fields' (checked
+        // above), so it has no padding and every byte is initialised.
+        unsafe impl AsBytes for vb::$t {}
+    )*};
+}
+
+plain_uapi_struct! {
+    vfio_device_info { argsz: u32, flags: u32, num_regions: u32, num_irqs: u32, cap_offset: u32, pad: u32 }
+    vfio_irq_info { argsz: u32, flags: u32, index: u32, count: u32 }
+    vfio_irq_set { argsz: u32, flags: u32, index: u32, start: u32, count: u32 }
+    vfio_precopy_info { argsz: u32, flags: u32, initial_bytes: u64, dirty_bytes: u64 }
 }
 
 /// The most mappable areas [`RegionInfo`] can list.
@@ -875,17 +923,28 @@ pub(crate) trait IrqfdHandler: Sync {
     fn irqfd_fired(&self);
 }
 
-/// Where the VFIO core keeps one irqfd (`struct virqfd`): an eventfd whose
-/// signal runs a handler, as vfio-pci uses for INTx unmask.
+/// A handler `H` together with the slot of one irqfd that calls it (the
+/// VFIO core's `struct virqfd`), as vfio-pci uses one for INTx unmask. The
+/// value dereferences to `H`.
+///
+/// The handler is the slot's own field, and the slot disarms its irqfd when
+/// it is dropped, before the handler is: whatever the caller does, the
+/// handler outlives the irqfd, so arming needs no promise of the caller.
 ///
 /// # Invariants
 ///
-/// `virqfd` is only read and written by the VFIO core's `vfio_virqfd_*`
-/// functions (under the core's own lock), and `lock` serialises our calls to
-/// them. While the slot holds an irqfd, the handler object passed to
-/// [`IrqfdSlot::enable`] is live (the caller's contract).
-#[pin_data]
-pub(crate) struct IrqfdSlot {
+/// - `virqfd` is only read and written by the VFIO core's `vfio_virqfd_*`
+///   functions (under the core's own lock), and `lock` serialises our calls
+///   to them.
+/// - The value is pinned: it is `!Unpin` and made only through the
+///   [`PinInit`] of [`IrqfdSlot::new`]. So `handler`, whose address the core
+///   keeps as the irqfd's data, does not move, and its memory stays valid
+///   until the value is dropped; the drop disarms the irqfd and waits for
+///   its work before any field is dropped.
+#[pin_data(PinnedDrop)]
+pub(crate) struct IrqfdSlot<H> {
+    #[pin]
+    handler: H,
     #[pin]
     virqfd: Opaque<*mut vb::virqfd>,
     #[pin]
@@ -893,47 +952,25 @@ pub(crate) struct IrqfdSlot {
 }
 
 // SAFETY: The slot is only touched by the VFIO core under its lock, and our
-// calls are serialised by `lock`.
-unsafe impl Send for IrqfdSlot {}
-// SAFETY: As above.
-unsafe impl Sync for IrqfdSlot {}
+// calls are serialised by `lock`; the handler is sent with it.
+unsafe impl<H: Send> Send for IrqfdSlot<H> {}
+// SAFETY: As above; the handler is shared with the irqfd's work item, which
+// only calls `IrqfdHandler::irqfd_fired(&H)`.
+unsafe impl<H: Sync> Sync for IrqfdSlot<H> {}
 
-impl IrqfdSlot {
-    /// An empty slot.
-    pub(crate) fn new() -> impl PinInit<Self> {
+impl<H> IrqfdSlot<H> {
+    /// `handler` with an empty slot.
+    pub(crate) fn new(handler: impl PinInit<H>) -> impl PinInit<Self> {
         pin_init!(Self {
+            handler <- handler,
             virqfd: Opaque::new(core::ptr::null_mut()),
             lock <- new_mutex!(()),
         })
     }
 
-    /// Makes eventfd `fd` call `handler.irqfd_fired()` when signalled.
-    /// `EBUSY` if the slot holds one already (as vfio-pci), `EBADF` or
-    /// `EINVAL` for a bad descriptor.
-    ///
-    /// # Safety
-    ///
-    /// `handler` stays live until [`IrqfdSlot::disable`] has returned.
-    pub(crate) unsafe fn enable<T: IrqfdHandler>(&self, handler: &T, fd: i32) -> Result {
-        let _g = self.lock.lock();
-        // SAFETY: The slot is valid storage the core owns the contents of;
-        // the work function gets `handler`, live until `disable` by the
-        // caller's contract, and the core flushes its work on disable.
-        to_result(unsafe {
-            vb::vfio_virqfd_enable(
-                core::ptr::from_ref(handler).cast_mut().cast(),
-                None,
-                Some(irqfd_work::<T>),
-                core::ptr::null_mut(),
-                self.virqfd.get(),
-                fd,
-            )
-        })
-    }
-
-    /// Stops and frees the irqfd, if there is one; when this returns its
-    /// handler is not running and will not run again. Sleeps.
-    pub(crate) fn disable(&self) {
+    /// Stops and frees the irqfd, if there is one; when this returns the
+    /// handler is not running for it and will not run again. Sleeps.
+    pub(crate) fn disarm(&self) {
         let _g = self.lock.lock();
         // SAFETY: The slot is valid; the core tolerates an empty one. It
         // waits for the work item to finish.
@@ -941,11 +978,51 @@ impl IrqfdSlot {
     }
 }
 
+impl<H: IrqfdHandler> IrqfdSlot<H> {
+    /// Makes eventfd `fd` call the handler's [`IrqfdHandler::irqfd_fired`]
+    /// when signalled. `EBUSY` if the slot holds one already (as vfio-pci),
+    /// `EBADF` or `EINVAL` for a bad descriptor. Sleeps.
+    pub(crate) fn arm(&self, fd: i32) -> Result {
+        let _g = self.lock.lock();
+        // SAFETY: The slot is valid storage the core owns the contents of.
+        // The work function gets `handler`, which by the type invariant
+        // stays at its address until the drop, and the drop disarms the
+        // irqfd and waits for its work first.
+        to_result(unsafe {
+            vb::vfio_virqfd_enable(
+                core::ptr::from_ref(&self.handler).cast_mut().cast(),
+                None,
+                Some(irqfd_work::<H>),
+                core::ptr::null_mut(),
+                self.virqfd.get(),
+                fd,
+            )
+        })
+    }
+}
+
+impl<H> core::ops::Deref for IrqfdSlot<H> {
+    type Target = H;
+
+    fn deref(&self) -> &H {
+        &self.handler
+    }
+}
+
+#[pinned_drop]
+impl<H> PinnedDrop for IrqfdSlot<H> {
+    fn drop(self: Pin<&mut Self>) {
+        // Before any field goes: the handler must outlive the irqfd.
+        self.disarm();
+    }
+}
+
 /// # Safety
 ///
 /// Called by the VFIO core's irqfd work with the `opaque` that
-/// [`IrqfdSlot::enable`] passed, live by its caller's contract.
-unsafe extern "C" fn irqfd_work<T: IrqfdHandler>(opaque: *mut c_void, _data: *mut c_void) {
+/// [`IrqfdSlot::arm`] passed: the handler of a slot, live until the slot
+/// disarms the irqfd, which waits for this work.
+unsafe extern "C" fn irqfd_work<H: IrqfdHandler>(opaque: *mut c_void, _data: *mut c_void) {
     // SAFETY: See above.
-    unsafe { &*opaque.cast::<T>() }.irqfd_fired();
+    unsafe { &*opaque.cast::<H>() }.irqfd_fired();
 }

@@ -7,8 +7,10 @@
 //! VFIO uAPI and PCI semantics, and nothing about kernel objects.
 
 pub(crate) mod config;
+pub(crate) mod intrs;
 pub(crate) mod irq;
 pub(crate) mod mig;
+pub(crate) mod rdwr;
 pub(crate) mod region;
 /// Host-only: the generator behind the property tests.
 #[cfg(test)]
@@ -22,6 +24,8 @@ pub(crate) mod uapi;
 pub(crate) enum Errno {
     /// `EINVAL`: a malformed argument (bad index, size, flags or range).
     Inval,
+    /// `ENOTTY`: a request the device does not offer.
+    NoTty,
 }
 
 /// The result type of the kernel-free model.

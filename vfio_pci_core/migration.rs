@@ -19,7 +19,10 @@ use super::{
     },
     kerr, BarMemory, Inner, PciCore, PciDevice,
 };
-use crate::ffi::vfio::{DataFile, DataFileOps, UserBuf};
+use crate::ffi::{
+    bindings as vb,
+    vfio::{DataFile, DataFileOps, UserBuf},
+};
 use kernel::{
     bindings, new_mutex,
     page::PAGE_SIZE,
@@ -135,10 +138,8 @@ impl MigFile {
     }
 }
 
-/// `struct vfio_precopy_info`'s output offsets.
-const PRECOPY_FLAGS: usize = 4;
-const PRECOPY_INITIAL: usize = 8;
-const PRECOPY_DIRTY: usize = 16;
+// The model's `minsz` is the uAPI struct's size.
+const _: () = assert!(size_of::<vb::vfio_precopy_info>() == mig::PRECOPY_INFO_MINSZ);
 
 impl DataFileOps for MigFile {
     fn read(&self, out: &UserBuf) -> Result<usize> {
@@ -205,10 +206,8 @@ impl DataFileOps for MigFile {
             return Err(ENOTTY);
         }
         let u = UserBuf::new(arg, mig::PRECOPY_INFO_MINSZ);
-        let mut b = [0u8; mig::PRECOPY_INFO_MINSZ];
-        u.read(&mut b)?;
-        let argsz = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        if (argsz as usize) < mig::PRECOPY_INFO_MINSZ {
+        let mut info: vb::vfio_precopy_info = u.read_obj()?;
+        if (info.argsz as usize) < mig::PRECOPY_INFO_MINSZ {
             return Err(EINVAL);
         }
         let initial = {
@@ -221,13 +220,13 @@ impl DataFileOps for MigFile {
         };
         if self.precopy_v2 {
             // Flags are output with v2; this device never reinitialises.
-            b[PRECOPY_FLAGS..PRECOPY_FLAGS + 4].fill(0);
+            info.flags = 0;
         }
-        b[PRECOPY_INITIAL..PRECOPY_INITIAL + 8].copy_from_slice(&(initial as u64).to_le_bytes());
+        info.initial_bytes = initial as u64;
         // The device sends its whole state in STOP_COPY; nothing it does in
         // PRE_COPY makes earlier data stale.
-        b[PRECOPY_DIRTY..PRECOPY_DIRTY + 8].fill(0);
-        u.write(&b)?;
+        info.dirty_bytes = 0;
+        u.write_obj(&info)?;
         Ok(0)
     }
 }
@@ -275,7 +274,7 @@ impl<D: PciDevice> PciCore<D> {
                         .changeable_bytes(&self.cfg_map)
                         .try_for_each(|b| w.u8(b))
                 })?;
-                w.section(mig::TAG_IRQ, |w| w.u8(g.ctx.irqs.asserted.into()))?;
+                w.section(mig::TAG_IRQ, |w| w.u8(g.ctx.irq_level().into()))?;
                 if self.memories().next().is_some() {
                     // The pages are read under the lock, as region accesses
                     // are; the guest is stopped, so nothing writes them.
@@ -362,9 +361,8 @@ impl<D: PciDevice> PciCore<D> {
         for (p, data) in pages.zip(memory.chunks(PAGE_SIZE)) {
             p.write(0, data)?;
         }
-        ctx.irqs.asserted = asserted;
         // An edge held back before the load belonged to the old state.
-        ctx.irqs.held = false;
+        ctx.load_irq_level(asserted);
         Ok(())
     }
 

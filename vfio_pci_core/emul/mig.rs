@@ -624,6 +624,31 @@ pub(crate) fn final_state<'a>(buf: &'a [u8], id: &Identity<'_>) -> EResult<Secti
 mod tests {
     use super::*;
 
+    #[test]
+    fn uapi_numbers_match_the_abi() {
+        // The values the C headers expand to, as userspace sees them.
+        assert_eq!(VFIO_MIG_GET_PRECOPY_INFO, 0x3b79);
+        assert_eq!(PRECOPY_INFO_MINSZ, 24);
+        assert_eq!(
+            (
+                VFIO_MIGRATION_STOP_COPY,
+                VFIO_MIGRATION_P2P,
+                VFIO_MIGRATION_PRE_COPY
+            ),
+            (1, 2, 4)
+        );
+        assert_eq!(FLAGS, 7, "STOP_COPY, P2P and PRE_COPY");
+    }
+
+    #[test]
+    fn library_tags_are_distinct_and_below_the_devices() {
+        let tags = [TAG_CONFIG, TAG_IRQ, TAG_BAR_MEMORY];
+        for (i, t) in tags.iter().enumerate() {
+            assert!(*t < TAG_DEVICE);
+            assert!(!tags[..i].contains(t));
+        }
+    }
+
     const ID: Identity<'static> = Identity {
         name: b"rmdev-serial",
         variant: 2,

@@ -18,13 +18,15 @@ const fn vfio_io(nr: u32) -> u32 {
 
 pub(crate) const VFIO_DEVICE_GET_INFO: u32 = vfio_io(7);
 /// The VFIO core handles this one itself since 6.19 (see `get_region_info_caps`).
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(not(test), expect(dead_code, reason = "the VFIO core answers it"))]
 pub(crate) const VFIO_DEVICE_GET_REGION_INFO: u32 = vfio_io(8);
 pub(crate) const VFIO_DEVICE_GET_IRQ_INFO: u32 = vfio_io(9);
 pub(crate) const VFIO_DEVICE_SET_IRQS: u32 = vfio_io(10);
 pub(crate) const VFIO_DEVICE_RESET: u32 = vfio_io(11);
-/// Device features are not offered yet: the core answers them with `ENOTTY`.
-#[cfg_attr(not(test), allow(dead_code))]
+/// The VFIO core answers it itself: the migration features through the
+/// device's migration ops, any other with `ENOTTY` (the library sets no
+/// `device_feature` op).
+#[cfg_attr(not(test), expect(dead_code, reason = "the VFIO core answers it"))]
 pub(crate) const VFIO_DEVICE_FEATURE: u32 = vfio_io(17);
 
 pub(crate) const VFIO_DEVICE_FLAGS_RESET: u32 = 1 << 0;
@@ -78,20 +80,6 @@ pub(crate) const IRQ_INFO_MINSZ: usize = 16;
 /// `minsz` of `struct vfio_irq_set`: up to and including `count`.
 pub(crate) const IRQ_SET_MINSZ: usize = 20;
 
-/// Reads a little-endian `u32` at `off` of `b`, if it is in bounds.
-pub(crate) fn le32(b: &[u8], off: usize) -> Option<u32> {
-    let end = off.checked_add(4)?;
-    let s = b.get(off..end)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-/// Writes `v` as a little-endian `u32` at `off` of `b`, if it is in bounds.
-pub(crate) fn put_le32(b: &mut [u8], off: usize, v: u32) -> Option<()> {
-    let end = off.checked_add(4)?;
-    b.get_mut(off..end)?.copy_from_slice(&v.to_le_bytes());
-    Some(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,12 +96,33 @@ mod tests {
     }
 
     #[test]
-    fn le_helpers_refuse_out_of_bounds() {
-        let mut b = [0u8; 8];
-        assert_eq!(put_le32(&mut b, 4, 0x1122_3344), Some(()));
-        assert_eq!(le32(&b, 4), Some(0x1122_3344));
-        assert_eq!(le32(&b, 5), None);
-        assert_eq!(put_le32(&mut b, usize::MAX - 1, 1), None);
-        assert_eq!(le32(&b, usize::MAX), None);
+    fn flags_indexes_and_sizes_match_the_abi() {
+        assert_eq!((VFIO_DEVICE_FLAGS_RESET, VFIO_DEVICE_FLAGS_PCI), (1, 2));
+        assert_eq!(
+            [
+                VFIO_REGION_INFO_FLAG_READ,
+                VFIO_REGION_INFO_FLAG_WRITE,
+                VFIO_REGION_INFO_FLAG_MMAP,
+                VFIO_REGION_INFO_FLAG_CAPS,
+            ],
+            [1, 2, 4, 8]
+        );
+        assert_eq!(VFIO_REGION_INFO_CAP_TYPE, 2);
+        assert_eq!(
+            [
+                VFIO_PCI_BAR0_REGION_INDEX,
+                VFIO_PCI_BAR5_REGION_INDEX,
+                VFIO_PCI_ROM_REGION_INDEX,
+                VFIO_PCI_CONFIG_REGION_INDEX,
+                VFIO_PCI_VGA_REGION_INDEX,
+                VFIO_PCI_NUM_REGIONS,
+            ],
+            [0, 5, 6, 7, 8, 9]
+        );
+        // Up to and including the last input field.
+        assert_eq!(
+            (DEVICE_INFO_MINSZ, IRQ_INFO_MINSZ, IRQ_SET_MINSZ),
+            (16, 16, 20)
+        );
     }
 }
