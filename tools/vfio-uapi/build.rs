@@ -148,6 +148,9 @@ fn main() {
         .parse_callbacks(Box::new(callbacks))
         .prepend_enum_name(false)
         .derive_default(true)
+        // Padding becomes fields of its own, so that a struct's bytes are
+        // all initialised and can be handed to the kernel as they are.
+        .explicit_padding(true)
         .layout_tests(false)
         .use_core()
         .generate()

@@ -34,13 +34,14 @@ use core::mem::size_of;
 include!(concat!(env!("OUT_DIR"), "/uapi.rs"));
 
 /// A uAPI struct or union of integers (and arrays and unions of them) only,
-/// with no pointer, `bool` or enum field.
+/// with no pointer, `bool` or enum field and no implicit padding.
 ///
 /// # Safety
 ///
-/// Every bit pattern of `size_of::<Self>()` bytes is a valid value. The
-/// build script implements it for every struct and union bindgen generates
-/// from the UAPI headers, which hold only fixed-size integer types.
+/// Every bit pattern of `size_of::<Self>()` bytes is a valid value, and a
+/// value's bytes are all initialised. The build script implements it for
+/// every struct and union bindgen generates from the UAPI headers, which hold
+/// only fixed-size integer types, with padding made explicit fields.
 pub unsafe trait Plain {}
 
 include!(concat!(env!("OUT_DIR"), "/plain.rs"));
@@ -104,12 +105,29 @@ impl<T: Plain> Arg<T> {
         unsafe { self.buf.as_mut_ptr().cast::<T>().write_unaligned(head) }
     }
 
+    /// `data` written over the bytes after the struct, at their start; false
+    /// (and nothing written) if it does not fit.
+    pub fn set_data<D: Plain>(&mut self, data: D) -> bool {
+        let room = self.data_mut();
+        if room.len() < size_of::<D>() {
+            return false;
+        }
+        // SAFETY: `room` has at least `size_of::<D>()` writable bytes; the
+        // write is unaligned.
+        unsafe { room.as_mut_ptr().cast::<D>().write_unaligned(data) };
+        true
+    }
+
+    /// The `D` at the start of the bytes after the struct, if they hold one.
+    pub fn get_data<D: Plain>(&self) -> Option<D> {
+        read(self.data(), 0)
+    }
+
     /// The whole argument as bytes (the struct, then the data).
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: `len` bytes of the buffer are initialised: zeroed at
-        // creation; the struct written over them is `Plain` and the uAPI
-        // structs carry no implicit padding (bindgen would have to add
-        // `__bindgen_padding` fields, which are integers too).
+        // creation, and what was written over them since is `Plain` (no
+        // implicit padding) or bytes.
         unsafe { core::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.len) }
     }
 
