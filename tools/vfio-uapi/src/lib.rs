@@ -160,3 +160,53 @@ impl<T: Plain> Arg<T> {
         self.buf.as_mut_ptr().cast()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `_IO(type, nr)` as `asm-generic/ioctl.h` composes it: the number in
+    /// bits 0-7, the type in bits 8-15, no size and no direction.
+    fn io(ty: u8, nr: u32) -> core::ffi::c_ulong {
+        core::ffi::c_ulong::from(u32::from(ty) << 8 | nr)
+    }
+
+    #[test]
+    fn ioctl_numbers_are_evaluated() {
+        assert_eq!(VFIO_GET_API_VERSION, io(VFIO_TYPE, VFIO_BASE));
+        assert_eq!(VFIO_DEVICE_GET_INFO, io(VFIO_TYPE, VFIO_BASE + 7));
+        assert_eq!(VFIO_DEVICE_FEATURE, io(VFIO_TYPE, VFIO_BASE + 17));
+        assert_eq!(IOMMU_IOAS_ALLOC, io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC));
+    }
+
+    #[test]
+    fn read_stays_in_bounds() {
+        let b = [1u8, 0, 2, 0, 3, 0, 0, 0, 9];
+        let h: vfio_info_cap_header = read(&b, 0).unwrap();
+        assert_eq!((h.id, h.version, h.next), (1, 2, 3));
+        assert!(read::<vfio_info_cap_header>(&b, 2).is_none());
+        assert!(read::<vfio_info_cap_header>(&b, usize::MAX).is_none());
+    }
+
+    #[test]
+    fn arg_holds_struct_then_data() {
+        let head = vfio_device_feature {
+            argsz: 16,
+            flags: VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+            ..Default::default()
+        };
+        let mut a = Arg::with_len(head, &[], 16);
+        assert_eq!(a.len(), 16);
+        assert!(a.set_data(vfio_device_feature_mig_state {
+            device_state: VFIO_DEVICE_STATE_RUNNING,
+            data_fd: -1,
+        }));
+        assert!(!a.set_data(vfio_region_sparse_mmap_area::default()));
+        assert_eq!(&a.bytes()[..4], &16u32.to_ne_bytes());
+        let d: vfio_device_feature_mig_state = a.get_data().unwrap();
+        assert_eq!((d.device_state, d.data_fd), (VFIO_DEVICE_STATE_RUNNING, -1));
+        assert_eq!(a.head().argsz, 16);
+        let b = Arg::new(vfio_group_status::default(), &[7, 8]);
+        assert_eq!(b.data(), &[7, 8]);
+    }
+}
