@@ -6,7 +6,7 @@
 # rustc, bindgen, virtme-ng, and a Rust-enabled kernel built with LLVM.
 # Each step leaves a stamp in the cache, so a second run does nothing.
 #
-# Usage: scripts/setup.sh [host|tools|kernel|l2|all]   (default: all)
+# Usage: scripts/setup.sh [host|tools|kernel|uapi|l2|all]   (default: all)
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -200,6 +200,16 @@ build_kernel() {
 	cd - >/dev/null
 }
 
+# The kernel's UAPI headers (`make headers`, into the tree's usr/include),
+# from which tools/vfio-uapi generates the tools' uAPI definitions.
+setup_uapi() {
+	local kdir
+	kdir=$(rmdev_kdir)
+	[ -f "$kdir/usr/include/linux/vfio.h" ] && [ -f "$kdir/usr/include/linux/iommufd.h" ] && return
+	log "installing the kernel's UAPI headers"
+	kmake -C "$kdir" headers
+}
+
 # The second-level guest's kernel: tinyconfig plus a serial console, PCI
 # (INTx through the MP table, MSI) and 8250_pci, so that it reaches init in
 # seconds even under emulation inside emulation. Built with GCC, apart from
@@ -243,11 +253,13 @@ case "$what" in
 host) setup_host ;;
 tools) setup_tools ;;
 kernel) setup_kernel ;;
+uapi) setup_uapi ;;
 l2) setup_l2 ;;
 all)
 	setup_host
 	setup_tools
 	setup_kernel
+	setup_uapi
 	setup_l2
 	;;
 *) die "unknown step $what" ;;

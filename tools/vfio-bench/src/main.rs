@@ -16,16 +16,23 @@
 //! the first device to the second and to the floor, and writes the figures
 //! as JSON.
 
-#[path = "../../vfio_uapi.rs"]
-mod vfio_uapi;
-use vfio_uapi::*;
-
 use std::ffi::CString;
 use std::fmt::Write as _;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
+use vfio_uapi::{
+    argsz, vfio_device_feature, vfio_device_feature_mig_state, vfio_device_info, vfio_irq_info,
+    vfio_irq_set, vfio_region_info, Arg, Plain, VFIO_TYPE1v2_IOMMU, VFIO_DEVICE_FEATURE,
+    VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_GET_INFO,
+    VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_SET_IRQS,
+    VFIO_DEVICE_STATE_RESUMING, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_STOP_COPY,
+    VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_SET_CONTAINER,
+    VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD,
+    VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
+    VFIO_PCI_INTX_IRQ_INDEX, VFIO_SET_IOMMU,
+};
 
 const WARMUP: usize = 500;
 const ITERS: usize = 1024;
@@ -39,17 +46,16 @@ fn open(path: &str) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn words(w: &[u32], len: usize) -> Vec<u8> {
-    let mut b = vec![0u8; len];
-    for (i, x) in w.iter().enumerate() {
-        b[i * 4..i * 4 + 4].copy_from_slice(&x.to_le_bytes());
-    }
-    b
+/// `ioctl(fd, req, arg)` on a uAPI struct.
+fn ioctl<T: Plain>(fd: i32, req: libc::c_ulong, arg: &mut T) -> i32 {
+    // SAFETY: `arg` is valid for a whole `T`, which covers argsz.
+    unsafe { libc::ioctl(fd, req, std::ptr::from_mut(arg)) }
 }
 
-fn ioctl(fd: i32, req: libc::c_ulong, buf: &mut [u8]) -> i32 {
-    // SAFETY: `buf` is valid for its length, which covers argsz.
-    unsafe { libc::ioctl(fd, req, buf.as_mut_ptr()) }
+/// `ioctl(fd, req, arg)` on a uAPI struct followed by data.
+fn ioctl_buf<T: Plain>(fd: i32, req: libc::c_ulong, arg: &mut Arg<T>) -> i32 {
+    // SAFETY: The argument is valid for its length, which covers argsz.
+    unsafe { libc::ioctl(fd, req, arg.as_mut_ptr()) }
 }
 
 /// An open device: its fd, the kept group and container, region offsets.
@@ -70,7 +76,13 @@ fn open_dev(sysfs: &str) -> Option<Dev> {
         return None;
     }
     // SAFETY: An integer argument.
-    unsafe { libc::ioctl(container.as_raw_fd(), VFIO_SET_IOMMU, 3 as libc::c_ulong) };
+    unsafe {
+        libc::ioctl(
+            container.as_raw_fd(),
+            VFIO_SET_IOMMU,
+            libc::c_ulong::from(VFIO_TYPE1v2_IOMMU),
+        )
+    };
     let name = CString::new(Path::new(sysfs).file_name()?.to_str()?).ok()?;
     // SAFETY: A C string argument.
     let fd = unsafe { libc::ioctl(gfd.as_raw_fd(), VFIO_GROUP_GET_DEVICE_FD, name.as_ptr()) };
@@ -80,11 +92,18 @@ fn open_dev(sysfs: &str) -> Option<Dev> {
     // SAFETY: A new descriptor owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let off = |index: u32| {
-        let mut b = words(&[32, 0, index], 32);
-        ioctl(fd.as_raw_fd(), VFIO_DEVICE_GET_REGION_INFO, &mut b);
-        u64::from_le_bytes(b[24..32].try_into().unwrap_or([0; 8]))
+        let mut ri = vfio_region_info {
+            argsz: argsz::<vfio_region_info>(),
+            index,
+            ..Default::default()
+        };
+        ioctl(fd.as_raw_fd(), VFIO_DEVICE_GET_REGION_INFO, &mut ri);
+        ri.offset
     };
-    let (bar0, cfg) = (off(0), off(7));
+    let (bar0, cfg) = (
+        off(VFIO_PCI_BAR0_REGION_INDEX),
+        off(VFIO_PCI_CONFIG_REGION_INDEX),
+    );
     Some(Dev {
         fd,
         _keep: [gfd, container],
@@ -202,9 +221,21 @@ fn eventfd() -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// `SET_IRQS`: one eventfd (or -1) as the trigger of vector 0 of `index`.
 fn set_irq_fd(dev: i32, index: u32, efd: i32) -> i32 {
-    let mut b = words(&[24, (1 << 2) | (1 << 5), index, 0, 1, efd as u32], 24);
-    ioctl(dev, VFIO_DEVICE_SET_IRQS, &mut b)
+    let head = vfio_irq_set {
+        argsz: argsz::<vfio_irq_set>() + 4,
+        flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+        index,
+        start: 0,
+        count: 1,
+        ..Default::default()
+    };
+    ioctl_buf(
+        dev,
+        VFIO_DEVICE_SET_IRQS,
+        &mut Arg::new(head, &efd.to_le_bytes()),
+    )
 }
 
 /// The rows measured on every device, in this order: [`DEV_OP_ROWS`] rows
@@ -241,11 +272,19 @@ fn dev_op(row: usize, d: &Dev, efd: i32) -> Box<dyn FnMut() -> bool> {
         4 => Box::new(move || pread(fd, &mut b, cfg) == 4),
         5 => Box::new(move || pwrite(fd, &[0x0a, 0, 0, 0], cfg + 0x3c) == 4),
         6 => {
-            let mut info = words(&[16], 16);
+            // The kernel's minimum argument size: no capabilities.
+            let mut info = vfio_device_info {
+                argsz: std::mem::offset_of!(vfio_device_info, cap_offset) as u32,
+                ..Default::default()
+            };
             Box::new(move || ioctl(fd, VFIO_DEVICE_GET_INFO, &mut info) == 0)
         }
         7 => {
-            let mut irq = words(&[16, 0, 0, 0], 16);
+            let mut irq = vfio_irq_info {
+                argsz: argsz::<vfio_irq_info>(),
+                index: VFIO_PCI_INTX_IRQ_INDEX,
+                ..Default::default()
+            };
             Box::new(move || ioctl(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut irq) == 0)
         }
         _ => Box::new(move || set_irq_fd(fd, 0, efd) == 0 && set_irq_fd(fd, 0, -1) == 0),
@@ -258,7 +297,15 @@ fn dev_op(row: usize, d: &Dev, efd: i32) -> Box<dyn FnMut() -> bool> {
 /// within 100 ms ten times.
 fn irq_samples(d: &Dev, efd: i32, n: usize, out: &mut Vec<f64>) -> bool {
     let fd = d.fd.as_raw_fd();
-    let mut unmask = words(&[20, 1 | (1 << 4), 0, 0, 1], 20);
+    let head = vfio_irq_set {
+        argsz: argsz::<vfio_irq_set>(),
+        flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+        index: VFIO_PCI_INTX_IRQ_INDEX,
+        start: 0,
+        count: 1,
+        ..Default::default()
+    };
+    let mut unmask = Arg::new(head, &[]);
     let (mut v, mut c) = ([0u8; 8], [0u8; 1]);
     let mut timeouts = 0;
     for _ in 0..n {
@@ -284,7 +331,7 @@ fn irq_samples(d: &Dev, efd: i32, n: usize, out: &mut Vec<f64>) -> bool {
             }
         }
         pread(fd, &mut c, d.bar0);
-        ioctl(fd, VFIO_DEVICE_SET_IRQS, &mut unmask);
+        ioctl_buf(fd, VFIO_DEVICE_SET_IRQS, &mut unmask);
     }
     true
 }
@@ -344,10 +391,6 @@ fn device_rows(devs: &[Dev]) -> Vec<Vec<Stat>> {
     rows
 }
 
-const VFIO_DEVICE_FEATURE: libc::c_ulong = io(117);
-const MIG_RUNNING: u32 = 2;
-const MIG_STOP_COPY: u32 = 3;
-const MIG_RESUMING: u32 = 4;
 /// Migration cycles: each is milliseconds long, so they are timed one by
 /// one, in MIG_REPS rounds of MIG_ITERS taken in turns.
 const MIG_REPS: usize = 11;
@@ -356,15 +399,28 @@ const MIG_ITERS: usize = 8;
 /// Sets the migration state; the data fd returned, -1 for none, or None on
 /// failure.
 fn mig_set(fd: i32, state: u32) -> Option<i32> {
-    let mut b = words(&[16, 2 | (1 << 17), state, u32::MAX], 16);
-    (ioctl(fd, VFIO_DEVICE_FEATURE, &mut b) == 0)
-        .then(|| i32::from_le_bytes([b[12], b[13], b[14], b[15]]))
+    let head = vfio_device_feature {
+        argsz: argsz::<vfio_device_feature>() + argsz::<vfio_device_feature_mig_state>(),
+        flags: VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+        ..Default::default()
+    };
+    let data = vfio_device_feature_mig_state {
+        device_state: state,
+        data_fd: -1,
+    };
+    let len = head.argsz as usize;
+    let mut arg = Arg::with_len(head, &[], len);
+    arg.set_data(data);
+    (ioctl_buf(fd, VFIO_DEVICE_FEATURE, &mut arg) == 0)
+        .then(|| arg.get_data::<vfio_device_feature_mig_state>())
+        .flatten()
+        .map(|d| d.data_fd)
 }
 
 /// One stop-copy: RUNNING -> STOP_COPY, read the stream to its end, back
 /// to RUNNING. The stream, or None on any failure.
 fn stop_copy(fd: i32) -> Option<Vec<u8>> {
-    let dfd = mig_set(fd, MIG_STOP_COPY).filter(|&d| d >= 0)?;
+    let dfd = mig_set(fd, VFIO_DEVICE_STATE_STOP_COPY).filter(|&d| d >= 0)?;
     // SAFETY: A new descriptor the kernel installed for us.
     let dfd = unsafe { OwnedFd::from_raw_fd(dfd) };
     let mut out = Vec::new();
@@ -378,21 +434,21 @@ fn stop_copy(fd: i32) -> Option<Vec<u8>> {
             _ => return None,
         }
     }
-    mig_set(fd, MIG_RUNNING)?;
+    mig_set(fd, VFIO_DEVICE_STATE_RUNNING)?;
     Some(out)
 }
 
 /// One resume of `stream`: RUNNING -> RESUMING, write, back to RUNNING
 /// (which loads it).
 fn resume(fd: i32, stream: &[u8]) -> bool {
-    let Some(dfd) = mig_set(fd, MIG_RESUMING).filter(|&d| d >= 0) else {
+    let Some(dfd) = mig_set(fd, VFIO_DEVICE_STATE_RESUMING).filter(|&d| d >= 0) else {
         return false;
     };
     // SAFETY: A new descriptor the kernel installed for us.
     let dfd = unsafe { OwnedFd::from_raw_fd(dfd) };
     // SAFETY: `stream` is valid for its length.
     let n = unsafe { libc::write(dfd.as_raw_fd(), stream.as_ptr().cast(), stream.len()) };
-    n == stream.len() as isize && mig_set(fd, MIG_RUNNING).is_some()
+    n == stream.len() as isize && mig_set(fd, VFIO_DEVICE_STATE_RUNNING).is_some()
 }
 
 /// The migration rows: a stop-copy cycle and a resume cycle per device (a
@@ -451,8 +507,9 @@ fn floor_rows() -> Vec<Stat> {
     let one = 1u64.to_le_bytes();
     let mut v = [0u8; 8];
     let mut zread = || pread(zfd, &mut b, 0) == 4;
+    // The number below VFIO's first ioctl, which /dev/zero does not know.
     // SAFETY: An ioctl /dev/zero refuses without touching memory.
-    let mut refused = || unsafe { libc::ioctl(zfd, io(99), 0) } < 0;
+    let mut refused = || unsafe { libc::ioctl(zfd, VFIO_GET_API_VERSION - 1, 0) } < 0;
     let mut evt = || {
         // SAFETY: 8-byte buffers, as eventfd requires.
         unsafe {

@@ -6,55 +6,48 @@
 //! They run on any device whose capability list has a PCI Express
 //! capability; the contract is vfio-pci's for the same function.
 
-use crate::vfio_uapi::{VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_RESET};
-use crate::{
-    cfg_rd, cfg_wr, get32, ioctl_buf, ioctl_val, pread, pwrite, region, set_irqs, u32s, Efd, Ktap,
-    VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD,
-    VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
-    VFIO_PCI_MSI_IRQ_INDEX,
-};
+use crate::config::{cfg_rd, cfg_wr};
+use crate::dev::{errno, ioctl_val, pread, pwrite};
+use crate::irqs::{irq_info, set_irqs, Efd};
+use crate::ktap::Ktap;
+use crate::regions::{region, region_caps};
 use std::os::fd::OwnedFd;
+use vfio_uapi::{
+    PCI_BASE_ADDRESS_2, PCI_BASE_ADDRESS_MEM_TYPE_64, PCI_BASE_ADDRESS_MEM_TYPE_MASK,
+    PCI_BASE_ADDRESS_SPACE_IO, PCI_CAPABILITY_LIST, PCI_CAP_ID_EXP, PCI_CAP_ID_MSI,
+    PCI_CAP_ID_MSIX, PCI_CAP_ID_VNDR, PCI_CAP_LIST_NEXT, PCI_CFG_SPACE_SIZE, PCI_COMMAND,
+    PCI_COMMAND_MASTER, PCI_EXP_DEVCAP, PCI_EXP_DEVCAP_FLR, PCI_EXP_DEVCTL, PCI_EXP_DEVCTL_BCR_FLR,
+    PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_QSIZE, PCI_MSIX_TABLE, PCI_MSIX_TABLE_BIR, PCI_MSI_FLAGS,
+    PCI_MSI_FLAGS_64BIT, PCI_MSI_FLAGS_MASKBIT, PCI_MSI_MASK_32, PCI_MSI_MASK_64,
+    PCI_MSI_PENDING_32, PCI_MSI_PENDING_64, PCI_STD_HEADER_SIZEOF, PCI_VENDOR_ID,
+    VFIO_DEVICE_RESET, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_BOOL,
+    VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_BAR0_REGION_INDEX,
+    VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_BAR5_REGION_INDEX, VFIO_PCI_ERR_IRQ_INDEX,
+    VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX,
+    VFIO_REGION_INFO_FLAG_MMAP,
+};
 
-const VFIO_PCI_ERR_IRQ_INDEX: u32 = 3;
-const CAP_EXP: u8 = 0x10;
-const CAP_MSIX: u8 = 0x11;
-const CAP_VNDR: u8 = 0x09;
-const CAP_MSI: u8 = 0x05;
-/// MSI Message Control: 64-bit address, per-vector masking capable.
-const MSI_64BIT: u32 = 1 << 7;
-const MSI_MASKBIT: u32 = 1 << 8;
-const EXP_DEVCAP: u64 = 4;
-const EXP_DEVCTL: u64 = 8;
-const DEVCAP_FLR: u32 = 1 << 28;
-const DEVCTL_FLR: u32 = 1 << 15;
-const CMD_MASTER: u32 = 1 << 2;
-const VFIO_REGION_INFO_FLAG_MMAP: u32 = 1 << 2;
 /// Where rmdev's PCI Express serial function has its scratch memory: BAR2,
 /// (offset, size).
-const SERIAL_MEMORY: (u32, u64, u64) = (2, 0x1000, 0x1000);
+const SERIAL_MEMORY: (u32, u64, u64) = (VFIO_PCI_BAR2_REGION_INDEX, 0x1000, 0x1000);
 
 /// The capability list as (offset, id), walked with a bound.
-fn caps(fd: &OwnedFd, cfg: u64) -> Vec<(u64, u8)> {
+fn caps(fd: &OwnedFd, cfg: u64) -> Vec<(u64, u32)> {
     let mut out = Vec::new();
-    let mut p = cfg_rd(fd, cfg, 0x34, 1).unwrap_or(0) as u64 & !3;
-    while p >= 0x40 && out.len() < 48 {
-        let id = cfg_rd(fd, cfg, p, 1).unwrap_or(0) as u8;
+    let mut p = cfg_rd(fd, cfg, PCI_CAPABILITY_LIST, 1).unwrap_or(0) as u64 & !3;
+    while p >= u64::from(PCI_STD_HEADER_SIZEOF) && out.len() < 48 {
+        let id = cfg_rd(fd, cfg, p, 1).unwrap_or(0);
         out.push((p, id));
-        p = cfg_rd(fd, cfg, p + 1, 1).unwrap_or(0) as u64 & !3;
+        p = cfg_rd(fd, cfg, p + u64::from(PCI_CAP_LIST_NEXT), 1).unwrap_or(0) as u64 & !3;
     }
     out
-}
-
-fn irq_info(fd: &OwnedFd, index: u32) -> Result<(u32, u32), i32> {
-    let mut b = u32s(&[16, 0, index, 0], 16);
-    ioctl_buf(fd, VFIO_DEVICE_GET_IRQ_INFO, &mut b).map(|_| (get32(&b, 4), get32(&b, 12)))
 }
 
 /// A region's flags, size, offset and sparse-mmap areas.
 type RegionMmap = (u32, u64, u64, Option<Vec<(u64, u64)>>);
 
 fn region_mmap(fd: &OwnedFd, index: u32) -> Result<RegionMmap, String> {
-    crate::region_caps(fd, index).map(|r| (r.flags, r.size, r.offset, r.sparse))
+    region_caps(fd, index).map(|r| (r.flags, r.size, r.offset, r.sparse))
 }
 
 /// A shared mapping of the device file; unmapped when dropped.
@@ -80,7 +73,7 @@ impl Map {
             )
         };
         if p == libc::MAP_FAILED {
-            Err(crate::errno())
+            Err(errno())
         } else {
             Ok(Self { ptr: p.cast(), len })
         }
@@ -122,7 +115,7 @@ fn map_errno(fd: &OwnedFd, off: u64, len: usize, flags: libc::c_int) -> Result<(
 fn bar_memory(t: &mut Ktap, fd: &OwnedFd, serial: bool, cfg: u64, exp: u64) {
     let page = 4096u64;
     let mut found = None;
-    for index in 0..6 {
+    for index in VFIO_PCI_BAR0_REGION_INDEX..=VFIO_PCI_BAR5_REGION_INDEX {
         let r = region_mmap(fd, index);
         if serial && index == SERIAL_MEMORY.0 {
             let want = vec![(SERIAL_MEMORY.1, SERIAL_MEMORY.2)];
@@ -150,7 +143,7 @@ fn bar_memory(t: &mut Ktap, fd: &OwnedFd, serial: bool, cfg: u64, exp: u64) {
     if serial {
         let r = map_errno(
             fd,
-            region(fd, 0).map_or(0, |r| r.0),
+            region(fd, VFIO_PCI_BAR0_REGION_INDEX).map_or(0, |r| r.0),
             page as usize,
             libc::MAP_SHARED,
         );
@@ -262,8 +255,14 @@ fn bar_memory(t: &mut Ktap, fd: &OwnedFd, serial: bool, cfg: u64, exp: u64) {
     );
     if serial {
         map.set(4, 0x99);
-        let ctl = cfg_rd(fd, cfg, exp + EXP_DEVCTL, 2).unwrap_or(0);
-        cfg_wr(fd, cfg, exp + EXP_DEVCTL, 2, ctl | DEVCTL_FLR);
+        let ctl = cfg_rd(fd, cfg, exp + u64::from(PCI_EXP_DEVCTL), 2).unwrap_or(0);
+        cfg_wr(
+            fd,
+            cfg,
+            exp + u64::from(PCI_EXP_DEVCTL),
+            2,
+            ctl | PCI_EXP_DEVCTL_BCR_FLR,
+        );
         t.check(
             "BAR memory: a Function Level Reset zeroes it",
             map.get(4) == 0,
@@ -278,15 +277,16 @@ fn bar_memory(t: &mut Ktap, fd: &OwnedFd, serial: bool, cfg: u64, exp: u64) {
 /// signals nothing and sets the pending bit, and unmasking sends it once and
 /// clears the bit.
 fn msi_masking(t: &mut Ktap, fd: &OwnedFd, cfg: u64, msi: u64, bar0: Option<u64>) {
-    let ctrl = cfg_rd(fd, cfg, msi + 2, 2).unwrap_or(0);
-    if ctrl & MSI_MASKBIT == 0 {
+    let ctrl = cfg_rd(fd, cfg, msi + u64::from(PCI_MSI_FLAGS), 2).unwrap_or(0);
+    if ctrl & PCI_MSI_FLAGS_MASKBIT == 0 {
         return;
     }
-    let (mask, pending) = if ctrl & MSI_64BIT != 0 {
-        (msi + 0x10, msi + 0x14)
+    let (mask, pending) = if ctrl & PCI_MSI_FLAGS_64BIT != 0 {
+        (PCI_MSI_MASK_64, PCI_MSI_PENDING_64)
     } else {
-        (msi + 0x0c, msi + 0x10)
+        (PCI_MSI_MASK_32, PCI_MSI_PENDING_32)
     };
+    let (mask, pending) = (msi + u64::from(mask), msi + u64::from(pending));
     let vectors = 1u64 << ((ctrl >> 1) & 7).min(5);
     let offered = ((1u64 << vectors) - 1) as u32;
     let orig = cfg_rd(fd, cfg, mask, 4).unwrap_or(0);
@@ -361,7 +361,7 @@ fn msi_masking(t: &mut Ktap, fd: &OwnedFd, cfg: u64, msi: u64, bar0: Option<u64>
 /// Runs the checks if the device is a PCI Express function.
 pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd, cfg: u64, cfg_size: u64) {
     let list = caps(fd, cfg);
-    let Some(&(exp, _)) = list.iter().find(|c| c.1 == CAP_EXP) else {
+    let Some(&(exp, _)) = list.iter().find(|c| c.1 == PCI_CAP_ID_EXP) else {
         return;
     };
     t.check(
@@ -371,7 +371,7 @@ pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd, cfg: u64, cfg_size: u64) {
     );
     // An extended list: an all-zero header (none) or headers that chain
     // upwards within extended space and end.
-    let mut p = 0x100u64;
+    let mut p = u64::from(PCI_CFG_SPACE_SIZE);
     let mut n = 0;
     let mut good = true;
     while n < 480 {
@@ -384,8 +384,9 @@ pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd, cfg: u64, cfg_size: u64) {
             Some(0) => break,
             Some(h) => {
                 n += 1;
+                // The next pointer is the header's top 12 bits.
                 p = u64::from(h >> 20) & !3;
-                if p < 0x100 {
+                if p < u64::from(PCI_CFG_SPACE_SIZE) {
                     break;
                 }
             }
@@ -396,7 +397,8 @@ pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd, cfg: u64, cfg_size: u64) {
         good && n < 480,
         || format!("{n} headers, last at {p:#x}"),
     );
-    if let Some(&(v, _)) = list.iter().find(|c| c.1 == CAP_VNDR) {
+    if let Some(&(v, _)) = list.iter().find(|c| c.1 == PCI_CAP_ID_VNDR) {
+        // The byte after the ID and next pointer is the capability's length.
         let len = cfg_rd(fd, cfg, v + 2, 1).unwrap_or(0) as u64;
         t.check(
             "vendor-specific capability length covers its header and fits",
@@ -405,27 +407,35 @@ pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd, cfg: u64, cfg_size: u64) {
         );
     }
 
-    let bar0 = region(fd, 0).filter(|r| r.1 >= 8).map(|r| r.0);
-    let serial = cfg_rd(fd, cfg, 0, 4) == Some(0x3253_4348);
-    let devcap = cfg_rd(fd, cfg, exp + EXP_DEVCAP, 4).unwrap_or(0);
-    if devcap & DEVCAP_FLR != 0 {
-        let cmd = cfg_rd(fd, cfg, 4, 2).unwrap_or(0);
-        cfg_wr(fd, cfg, 4, 2, cmd | CMD_MASTER);
+    let bar0 = region(fd, VFIO_PCI_BAR0_REGION_INDEX)
+        .filter(|r| r.1 >= 8)
+        .map(|r| r.0);
+    let serial = cfg_rd(fd, cfg, PCI_VENDOR_ID, 4) == Some(0x3253_4348);
+    let devcap = cfg_rd(fd, cfg, exp + u64::from(PCI_EXP_DEVCAP), 4).unwrap_or(0);
+    if devcap & PCI_EXP_DEVCAP_FLR != 0 {
+        let cmd = cfg_rd(fd, cfg, PCI_COMMAND, 2).unwrap_or(0);
+        cfg_wr(fd, cfg, PCI_COMMAND, 2, cmd | PCI_COMMAND_MASTER);
         if let (true, Some(b)) = (serial, bar0) {
             let _ = pwrite(fd, &[0x77], b + 7);
         }
-        let ctl = cfg_rd(fd, cfg, exp + EXP_DEVCTL, 2).unwrap_or(0);
-        cfg_wr(fd, cfg, exp + EXP_DEVCTL, 2, ctl | DEVCTL_FLR);
-        let after = cfg_rd(fd, cfg, exp + EXP_DEVCTL, 2).unwrap_or(0);
+        let ctl = cfg_rd(fd, cfg, exp + u64::from(PCI_EXP_DEVCTL), 2).unwrap_or(0);
+        cfg_wr(
+            fd,
+            cfg,
+            exp + u64::from(PCI_EXP_DEVCTL),
+            2,
+            ctl | PCI_EXP_DEVCTL_BCR_FLR,
+        );
+        let after = cfg_rd(fd, cfg, exp + u64::from(PCI_EXP_DEVCTL), 2).unwrap_or(0);
         t.check(
             "FLR: Initiate Function Level Reset reads back zero",
-            after & DEVCTL_FLR == 0,
+            after & PCI_EXP_DEVCTL_BCR_FLR == 0,
             || format!("devctl {after:#x}"),
         );
-        let cmd2 = cfg_rd(fd, cfg, 4, 2).unwrap_or(0);
+        let cmd2 = cfg_rd(fd, cfg, PCI_COMMAND, 2).unwrap_or(0);
         t.check(
             "FLR: the command register returns to its reset value",
-            cmd2 & CMD_MASTER == 0,
+            cmd2 & PCI_COMMAND_MASTER == 0,
             || format!("command {cmd:#x} -> {cmd2:#x}"),
         );
         if let (true, Some(b)) = (serial, bar0) {
@@ -442,7 +452,7 @@ pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd, cfg: u64, cfg_size: u64) {
     let err = irq_info(fd, VFIO_PCI_ERR_IRQ_INDEX);
     t.check(
         "ERR: one eventfd interrupt on a PCI Express function",
-        matches!(err, Ok((f, 1)) if f & 1 != 0),
+        matches!(err, Ok((f, 1)) if f & VFIO_IRQ_INFO_EVENTFD != 0),
         || format!("{err:?}"),
     );
     let trig_fd = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
@@ -467,32 +477,35 @@ pub(crate) fn checks(t: &mut Ktap, fd: &OwnedFd, cfg: u64, cfg_size: u64) {
     let _ = set_irqs(fd, trig_none, VFIO_PCI_ERR_IRQ_INDEX, 0, 0, &[]);
 
     if serial {
-        let bar2 = cfg_rd(fd, cfg, 0x18, 4);
+        let bar2 = cfg_rd(fd, cfg, PCI_BASE_ADDRESS_2, 4);
         t.check(
             "rmdev's PCI Express function has a 64-bit memory BAR2",
-            bar2.is_some_and(|b| b & 0x7 == 0x4),
+            bar2.is_some_and(|b| {
+                b & (PCI_BASE_ADDRESS_SPACE_IO | PCI_BASE_ADDRESS_MEM_TYPE_MASK)
+                    == PCI_BASE_ADDRESS_MEM_TYPE_64
+            }),
             || format!("BAR2 {bar2:x?}"),
         );
     }
     bar_memory(t, fd, serial, cfg, exp);
-    if let Some(&(msi, _)) = list.iter().find(|c| c.1 == CAP_MSI) {
+    if let Some(&(msi, _)) = list.iter().find(|c| c.1 == PCI_CAP_ID_MSI) {
         msi_masking(t, fd, cfg, msi, if serial { bar0 } else { None });
     }
 
-    let Some(&(mx, _)) = list.iter().find(|c| c.1 == CAP_MSIX) else {
+    let Some(&(mx, _)) = list.iter().find(|c| c.1 == PCI_CAP_ID_MSIX) else {
         return;
     };
-    let ctrl = cfg_rd(fd, cfg, mx + 2, 2).unwrap_or(0);
-    let table = cfg_rd(fd, cfg, mx + 4, 4).unwrap_or(0);
-    let vectors = (ctrl & 0x7ff) + 1;
+    let ctrl = cfg_rd(fd, cfg, mx + u64::from(PCI_MSIX_FLAGS), 2).unwrap_or(0);
+    let table = cfg_rd(fd, cfg, mx + u64::from(PCI_MSIX_TABLE), 4).unwrap_or(0);
+    let vectors = (ctrl & PCI_MSIX_FLAGS_QSIZE) + 1;
     let info = irq_info(fd, VFIO_PCI_MSIX_IRQ_INDEX);
     t.check(
         "MSI-X: IRQ_INFO counts the table's vectors",
-        matches!(info, Ok((f, c)) if f & 1 != 0 && c == vectors),
+        matches!(info, Ok((f, c)) if f & VFIO_IRQ_INFO_EVENTFD != 0 && c == vectors),
         || format!("{info:?}, table has {vectors}"),
     );
-    if let Some((off, size)) = region(fd, table & 7) {
-        let at = u64::from(table & !7);
+    if let Some((off, size)) = region(fd, table & PCI_MSIX_TABLE_BIR) {
+        let at = u64::from(table & !PCI_MSIX_TABLE_BIR);
         let mut b = [0u8; 4];
         let r = pread(fd, &mut b, off + at);
         t.check(

@@ -8,34 +8,25 @@
 //! leaves bytes in a receive FIFO with an interrupt pending, and checks that
 //! the target shows exactly that after the move.
 
-use crate::{
-    get32, get64, ioctl_buf, ioctl_val, open_group, pread, pwrite, region, u32s, Dev, Ktap,
-};
+use crate::dev::{errno, ioctl_arg, ioctl_buf, ioctl_val, open_group, pread, pwrite, Dev};
+use crate::ktap::Ktap;
+use crate::regions::region;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
+use vfio_uapi::{
+    argsz, vfio_device_feature, vfio_device_feature_mig_data_size, vfio_device_feature_mig_state,
+    vfio_device_feature_migration, vfio_precopy_info, Arg, Plain, VFIO_DEVICE_FEATURE,
+    VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION,
+    VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+    VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET,
+    VFIO_DEVICE_STATE_ERROR as ERROR, VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY,
+    VFIO_DEVICE_STATE_PRE_COPY_P2P as PRE_COPY_P2P, VFIO_DEVICE_STATE_RESUMING as RESUMING,
+    VFIO_DEVICE_STATE_RUNNING as RUNNING, VFIO_DEVICE_STATE_RUNNING_P2P as RUNNING_P2P,
+    VFIO_DEVICE_STATE_STOP as STOP, VFIO_DEVICE_STATE_STOP_COPY as STOP_COPY, VFIO_MIGRATION_P2P,
+    VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY, VFIO_MIG_GET_PRECOPY_INFO,
+    VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR1_REGION_INDEX,
+};
 
-const VFIO_DEVICE_FEATURE: libc::c_ulong = crate::vfio_uapi::io(117);
-const VFIO_DEVICE_RESET: libc::c_ulong = crate::vfio_uapi::io(111);
-const VFIO_MIG_GET_PRECOPY_INFO: libc::c_ulong = crate::vfio_uapi::io(121);
-const FEATURE_GET: u32 = 1 << 16;
-const FEATURE_SET: u32 = 1 << 17;
-const FEATURE_PROBE: u32 = 1 << 18;
-const FEATURE_MIGRATION: u32 = 1;
-const FEATURE_MIG_DEVICE_STATE: u32 = 2;
-const FEATURE_DMA_LOGGING_START: u32 = 6;
-const FEATURE_MIG_DATA_SIZE: u32 = 9;
-const MIGRATION_STOP_COPY: u64 = 1;
-const MIGRATION_P2P: u64 = 2;
-const MIGRATION_PRE_COPY: u64 = 4;
-
-const ERROR: u32 = 0;
-const STOP: u32 = 1;
-const RUNNING: u32 = 2;
-const STOP_COPY: u32 = 3;
-const RESUMING: u32 = 4;
-const RUNNING_P2P: u32 = 5;
-const PRE_COPY: u32 = 6;
-const PRE_COPY_P2P: u32 = 7;
 const STATES: [u32; 7] = [
     STOP,
     RUNNING,
@@ -47,58 +38,69 @@ const STATES: [u32; 7] = [
 ];
 
 fn name(s: u32) -> &'static str {
-    [
-        "ERROR",
-        "STOP",
-        "RUNNING",
-        "STOP_COPY",
-        "RESUMING",
-        "RUNNING_P2P",
-        "PRE_COPY",
-        "PRE_COPY_P2P",
-    ]
-    .get(s as usize)
-    .copied()
-    .unwrap_or("?")
+    match s {
+        ERROR => "ERROR",
+        STOP => "STOP",
+        RUNNING => "RUNNING",
+        STOP_COPY => "STOP_COPY",
+        RESUMING => "RESUMING",
+        RUNNING_P2P => "RUNNING_P2P",
+        PRE_COPY => "PRE_COPY",
+        PRE_COPY_P2P => "PRE_COPY_P2P",
+        _ => "?",
+    }
 }
-
-/// mtty's deviations from the contract in these checks.
-pub(crate) const MTTY_DEVIATIONS: &[&str] = &[
-    // mtty's saving read returns 0 (end of stream) in PRE_COPY too.
-    "PRE_COPY: reading past the initial data is ENOMSG",
-    // mtty keeps its migration state across close and open.
-    "the device opens again, RUNNING",
-    // mtty takes any amount of data until the load and then fails with
-    // ENOMEM past its fixed buffer; rmdev refuses past 64 KiB with EFBIG.
-    "a stream over 64 KiB is refused with EFBIG",
-    // mtty checks only the header; it loads a corrupted body as it is.
-    "a corrupted stream is refused",
-    // mtty's failed header check is EFAULT, not EINVAL.
-    "a stream with a bad magic is refused with EINVAL",
-    "a two-port stream into a one-port card is refused with EINVAL",
-];
 
 /// `VFIO_DEVICE_FEATURE` with `flags` (index and GET/SET/PROBE) and the
 /// feature's `data`, which the kernel may fill in.
-fn feature(fd: &OwnedFd, flags: u32, data: &mut [u8]) -> Result<i32, i32> {
-    let mut b = u32s(&[(8 + data.len()) as u32, flags], 8 + data.len());
-    b[8..].copy_from_slice(data);
-    let r = ioctl_buf(fd, VFIO_DEVICE_FEATURE, &mut b);
-    data.copy_from_slice(&b[8..]);
+fn feature<D: Plain + Copy>(fd: &OwnedFd, flags: u32, data: &mut D) -> Result<i32, i32> {
+    let head = vfio_device_feature {
+        argsz: argsz::<vfio_device_feature>() + argsz::<D>(),
+        flags,
+        ..Default::default()
+    };
+    let len = head.argsz as usize;
+    let mut arg = Arg::with_len(head, &[], len);
+    arg.set_data(*data);
+    let r = ioctl_buf(fd, VFIO_DEVICE_FEATURE, &mut arg);
+    if let Some(d) = arg.get_data() {
+        *data = d;
+    }
     r
 }
 
+/// `VFIO_DEVICE_FEATURE` with `flags` and no data, as a probe is.
+fn feature_probe(fd: &OwnedFd, flags: u32) -> Result<i32, i32> {
+    let head = vfio_device_feature {
+        argsz: argsz::<vfio_device_feature>(),
+        flags,
+        ..Default::default()
+    };
+    ioctl_buf(fd, VFIO_DEVICE_FEATURE, &mut Arg::new(head, &[]))
+}
+
 fn get_state(fd: &OwnedFd) -> Result<u32, i32> {
-    let mut d = [0u8; 8];
-    feature(fd, FEATURE_GET | FEATURE_MIG_DEVICE_STATE, &mut d)?;
-    Ok(get32(&d, 0))
+    let mut d = vfio_device_feature_mig_state::default();
+    feature(
+        fd,
+        VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+        &mut d,
+    )?;
+    Ok(d.device_state)
 }
 
 /// Sets the migration state; the data fd the kernel returns, if any.
 fn set_state(fd: &OwnedFd, s: u32) -> Result<Option<OwnedFd>, i32> {
-    let mut d = u32s(&[s, u32::MAX], 8);
-    feature(fd, FEATURE_SET | FEATURE_MIG_DEVICE_STATE, &mut d)?;
-    let dfd = get32(&d, 4) as i32;
+    let mut d = vfio_device_feature_mig_state {
+        device_state: s,
+        data_fd: -1,
+    };
+    feature(
+        fd,
+        VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+        &mut d,
+    )?;
+    let dfd = d.data_fd;
     // SAFETY: A non-negative data_fd is a new descriptor installed for us.
     Ok((dfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(dfd) }))
 }
@@ -111,7 +113,7 @@ fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, i32> {
     // SAFETY: `buf` is valid for writes of its length.
     let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
     if r < 0 {
-        Err(crate::errno())
+        Err(errno())
     } else {
         Ok(r as usize)
     }
@@ -121,7 +123,7 @@ fn write_fd(fd: &OwnedFd, buf: &[u8]) -> Result<usize, i32> {
     // SAFETY: `buf` is valid for reads of its length.
     let r = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
     if r < 0 {
-        Err(crate::errno())
+        Err(errno())
     } else {
         Ok(r as usize)
     }
@@ -144,9 +146,12 @@ fn drain(fd: &OwnedFd) -> (Vec<u8>, Result<(), i32>) {
 
 /// `VFIO_MIG_GET_PRECOPY_INFO`: (initial_bytes, dirty_bytes).
 fn precopy_info(fd: &OwnedFd) -> Result<(u64, u64), i32> {
-    let mut b = u32s(&[24, 0], 24);
-    ioctl_buf(fd, VFIO_MIG_GET_PRECOPY_INFO, &mut b)?;
-    Ok((get64(&b, 8), get64(&b, 16)))
+    let mut info = vfio_precopy_info {
+        argsz: argsz::<vfio_precopy_info>(),
+        ..Default::default()
+    };
+    ioctl_arg(fd, VFIO_MIG_GET_PRECOPY_INFO, &mut info)?;
+    Ok((info.initial_bytes, info.dirty_bytes))
 }
 
 /// Writes a whole stream to a resuming fd, in 64-byte pieces (so the
@@ -168,8 +173,10 @@ struct Card {
 impl Card {
     fn open(t: &mut Ktap, sysfs: &str) -> Option<Self> {
         let dev = open_group(t, sysfs)?;
-        let (bar0, size0) = region(&dev.fd, 0)?;
-        let bar1 = region(&dev.fd, 1).filter(|r| r.1 > 0).map(|r| r.0);
+        let (bar0, size0) = region(&dev.fd, VFIO_PCI_BAR0_REGION_INDEX)?;
+        let bar1 = region(&dev.fd, VFIO_PCI_BAR1_REGION_INDEX)
+            .filter(|r| r.1 > 0)
+            .map(|r| r.0);
         (size0 >= 8).then_some(Self { dev, bar0, bar1 })
     }
 
@@ -383,8 +390,13 @@ fn precopy(t: &mut Ktap, c: &Card) -> Vec<u8> {
 fn stop_copy(t: &mut Ktap, c: &Card) -> Vec<u8> {
     let _ = reset(c.fd());
     c.set_up();
-    let mut d = [0u8; 8];
-    let size = feature(c.fd(), FEATURE_GET | FEATURE_MIG_DATA_SIZE, &mut d).map(|_| get64(&d, 0));
+    let mut d = vfio_device_feature_mig_data_size::default();
+    let size = feature(
+        c.fd(),
+        VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+        &mut d,
+    )
+    .map(|_| d.stop_copy_length);
     let start = Instant::now();
     let r = set_state(c.fd(), STOP_COPY);
     let Ok(Some(fd)) = r else {
@@ -395,11 +407,11 @@ fn stop_copy(t: &mut Ktap, c: &Card) -> Vec<u8> {
     };
     let (stream, end) = drain(&fd);
     let took = start.elapsed();
-    println!(
-        "# stop-copy: {} bytes in {} us (MIG_DATA_SIZE said {size:?})",
+    t.diag(&format!(
+        "stop-copy: {} bytes in {} us (MIG_DATA_SIZE said {size:?})",
         stream.len(),
         took.as_micros()
-    );
+    ));
     t.check(
         "STOP_COPY: the stream ends with EOF; MIG_DATA_SIZE covers it",
         end.is_ok() && !stream.is_empty() && size.is_ok_and(|s| s as usize >= stream.len()),
@@ -588,7 +600,7 @@ fn aborts(t: &mut Ktap, c: &Card) {
         let s = unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_SET) };
         t.check(
             "a data fd refuses pread and lseek (ESPIPE)",
-            r == Err(libc::ESPIPE) && s < 0 && crate::errno() == libc::ESPIPE,
+            r == Err(libc::ESPIPE) && s < 0 && errno() == libc::ESPIPE,
             || format!("{r:?} {s}"),
         );
     }
@@ -602,26 +614,30 @@ pub(crate) fn run(t: &mut Ktap, src: &str, dst: &str, one: Option<&str>) {
         t.check("both cards open", false, || "see above".into());
         return;
     };
-    let mut d = [0u8; 8];
+    let mut d = vfio_device_feature_migration::default();
     let r = feature(
         a.fd(),
-        FEATURE_GET | FEATURE_PROBE | FEATURE_MIGRATION,
+        VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_MIGRATION,
         &mut d,
     );
     t.check("the migration feature probes", r.is_ok(), || {
         format!("{r:?}")
     });
-    let r = feature(a.fd(), FEATURE_GET | FEATURE_MIGRATION, &mut d);
-    let flags = get64(&d, 0);
-    t.check(
-        "migration flags are STOP_COPY, P2P and PRE_COPY",
-        r.is_ok() && flags == MIGRATION_STOP_COPY | MIGRATION_P2P | MIGRATION_PRE_COPY,
-        || format!("{r:?} {flags:#x}"),
-    );
     let r = feature(
         a.fd(),
-        FEATURE_SET | FEATURE_PROBE | FEATURE_DMA_LOGGING_START,
-        &mut [],
+        VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION,
+        &mut d,
+    );
+    let flags = d.flags;
+    let want = VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P | VFIO_MIGRATION_PRE_COPY;
+    t.check(
+        "migration flags are STOP_COPY, P2P and PRE_COPY",
+        r.is_ok() && flags == u64::from(want),
+        || format!("{r:?} {flags:#x}"),
+    );
+    let r = feature_probe(
+        a.fd(),
+        VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
     );
     t.check(
         "DMA logging is offered (what QEMU needs to migrate)",
