@@ -14,6 +14,8 @@ RMDEV_KSERIES=7.2
 # The bindgen release the kernel's minimum (0.71.1) is satisfied by.
 RMDEV_BINDGEN_VERSION=0.72.1
 RMDEV_VIRTME_VERSION=1.42
+# The QMP client package (PyPI) the VM tests drive QEMU with.
+RMDEV_QMP_VERSION=0.0.6
 # LLVM suffix: bookworm/main ships clang-19, which kernel 7.2 accepts.
 RMDEV_LLVM=-19
 

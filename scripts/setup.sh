@@ -3,7 +3,8 @@
 #
 # Fetch and build everything rmdev needs on a fresh Debian 12 machine:
 # host packages, the Linux 7.2 source, the rust-src matching the installed
-# rustc, bindgen, virtme-ng, and a Rust-enabled kernel built with LLVM.
+# rustc, bindgen, virtme-ng and qemu.qmp, and a Rust-enabled kernel built
+# with LLVM.
 # Each step leaves a stamp in the cache, so a second run does nothing.
 #
 # Usage: scripts/setup.sh [host|tools|kernel|l2|all]   (default: all)
@@ -116,6 +117,11 @@ setup_tools() {
 		rm -rf "$RMDEV_CACHE/venv"
 		python3 -m venv "$RMDEV_CACHE/venv"
 		"$RMDEV_CACHE/venv/bin/pip" install -q "virtme-ng==$RMDEV_VIRTME_VERSION"
+	fi
+	# The QMP client of the VM tests (tests/qemu/qmp.py), in the same venv.
+	if [ "$("$RMDEV_CACHE/venv/bin/python3" -c 'import importlib.metadata as m; print(m.version("qemu.qmp"))' 2>/dev/null)" != "$RMDEV_QMP_VERSION" ]; then
+		log "installing qemu.qmp $RMDEV_QMP_VERSION"
+		"$RMDEV_CACHE/venv/bin/pip" install -q "qemu.qmp==$RMDEV_QMP_VERSION"
 	fi
 }
 

@@ -11,28 +11,32 @@
 # registers and leave bytes in a port's receive FIFO on the source, and read
 # them back on the target after the move.
 
-QMP=$TOP/tests/qemu/qmp.py
+# qmp SOCKET COMMAND [ARGUMENTS]: tests/qemu/qmp.py, a client on the qemu.qmp
+# package, run by the project venv's python3, which has that package.
+qmp() {
+	"${RMDEV_VENV:?RMDEV_VENV, the project venv, is not set}/bin/python3" "$TOP/tests/qemu/qmp.py" "$@"
+}
 
 # mig_io SOCKET PORT: a byte read from an I/O port through the monitor.
 mig_io() {
-	python3 "$QMP" "$1" hmp "i /b $2" | sed -n 's/.*= *0x\([0-9a-f]*\).*/0x\1/p' | tr -d '\r'
+	qmp "$1" hmp "i /b $2" | sed -n 's/.*= *0x\([0-9a-f]*\).*/0x\1/p' | tr -d '\r'
 }
 
 # mig_out SOCKET PORT VALUE
 mig_out() {
-	python3 "$QMP" "$1" hmp "o /b $2 $3" >/dev/null
+	qmp "$1" hmp "o /b $2 $3" >/dev/null
 }
 
 # mig_qmp_field SOCKET COMMAND FIELD: one top-level field of a QMP return.
 mig_qmp_field() {
-	python3 "$QMP" "$1" "$2" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$3', ''))"
+	qmp "$1" "$2" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$3', ''))"
 }
 
 # mig_bar0 SOCKET: the I/O address SeaBIOS gave the card's BAR0, once it has.
 mig_bar0() {
-	local i a
-	for i in $(seq 120); do
-		a=$(python3 "$QMP" "$1" hmp "info pci" 2>/dev/null |
+	local a
+	for _ in $(seq 120); do
+		a=$(qmp "$1" hmp "info pci" 2>/dev/null |
 			awk '/4348:3253/ { f = 1 } f && /BAR0: I\/O at 0x/ { print $4; exit }')
 		case "$a" in
 		0x[0-9a-f] | 0x[0-9a-f][0-9a-f] | 0x[0-9a-f][0-9a-f][0-9a-f] | 0x[0-9a-f][0-9a-f][0-9a-f][0-9a-f])
@@ -82,7 +86,7 @@ migrate_tests() {
 	mig_out "$s" "$io" 0x69
 	expect_eq "$parent: the source card holds the guest's settings" \
 		"$(mig_io "$s" $lcr)/$(mig_io "$s" $scr)/$(($(mig_io "$s" $lsr) & 1))" 0x1b/0x5a/1
-	python3 "$QMP" "$s" migrate "{\"uri\": \"unix:$d/mig.sock\"}" >/dev/null
+	qmp "$s" migrate "{\"uri\": \"unix:$d/mig.sock\"}" >/dev/null
 	ok $? "$parent: QEMU accepts the migration (the card offers migration and dirty tracking)" \
 		"$(tail -n 3 "$d/src.log" | tr '\n' ' ')"
 	st=
@@ -92,7 +96,7 @@ migrate_tests() {
 		sleep 0.5
 	done
 	expect_eq "$parent: migration status is completed" "$st" completed
-	python3 "$QMP" "$s" query-migrate | python3 -c '
+	qmp "$s" query-migrate | python3 -c '
 import json, sys
 m = json.load(sys.stdin)
 v = m.get("vfio", {}).get("transferred", "n/a")
@@ -113,8 +117,8 @@ print("# %s: migration total %s ms, downtime %s ms, vfio device data %s bytes"
 		ok $? "$parent: the target instance's state attribute shows the migrated LCR" \
 			"$(cat "/sys/bus/mdev/devices/$b/rmdev/state")"
 	fi
-	python3 "$QMP" "$s" quit >/dev/null 2>&1
-	python3 "$QMP" "$t" quit >/dev/null 2>&1
+	qmp "$s" quit >/dev/null 2>&1
+	qmp "$t" quit >/dev/null 2>&1
 	wait "$src" "$dst"
 	for u in "$a" "$b"; do
 		expect_eq "$parent: migrated instance $u removes cleanly" \
