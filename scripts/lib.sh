@@ -1,6 +1,11 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: GPL-2.0
 #
 # Common settings for rmdev's scripts. Sourced, never run.
+#
+# The settings are used by the scripts that source this file, which
+# ShellCheck, checking this file alone, cannot see.
+# shellcheck disable=SC2034
 #
 # Everything fetched or built lives under $RMDEV_CACHE, outside the work
 # tree, so that a second run on the same machine rebuilds nothing.

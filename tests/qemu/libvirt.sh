@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: GPL-2.0
 #
 # libvirt against rmdev, sourced by guest-test.sh inside the test VM: the

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: GPL-2.0
 #
 # Live migration through QEMU, sourced by guest-test.sh inside the
@@ -51,7 +52,7 @@ mig_bar0() {
 
 # migrate_tests PARENT TYPE
 migrate_tests() {
-	local parent=$1 type=$2 a b d src dst s t io st i v
+	local parent=$1 type=$2 a b d src dst s t io st v
 	d=/tmp/mig-$parent
 	rm -rf "$d"
 	mkdir -p "$d"
@@ -69,7 +70,7 @@ migrate_tests() {
 		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$b,addr=04.0" \
 		-incoming "unix:$d/mig.sock" >"$d/dst.log" 2>&1 &
 	dst=$!
-	for i in $(seq 100); do [ -S "$s" ] && [ -S "$t" ] && break; sleep 0.2; done
+	for _ in $(seq 100); do [ -S "$s" ] && [ -S "$t" ] && break; sleep 0.2; done
 	io=$(mig_bar0 "$s")
 	ok $? "$parent: QEMU with the card runs its firmware, which maps BAR0" "$(cat "$d/src.log")"
 	if [ -z "$io" ]; then
@@ -90,7 +91,7 @@ migrate_tests() {
 	ok $? "$parent: QEMU accepts the migration (the card offers migration and dirty tracking)" \
 		"$(tail -n 3 "$d/src.log" | tr '\n' ' ')"
 	st=
-	for i in $(seq 240); do
+	for _ in $(seq 240); do
 		st=$(mig_qmp_field "$s" query-migrate status)
 		case "$st" in completed | failed | cancelled) break ;; esac
 		sleep 0.5
@@ -102,7 +103,7 @@ m = json.load(sys.stdin)
 v = m.get("vfio", {}).get("transferred", "n/a")
 print("# %s: migration total %s ms, downtime %s ms, vfio device data %s bytes"
       % (sys.argv[1], m.get("total-time"), m.get("downtime"), v))' "$parent"
-	for i in $(seq 60); do
+	for _ in $(seq 60); do
 		[ "$(mig_qmp_field "$t" query-status status)" = running ] && break
 		sleep 0.5
 	done
