@@ -40,15 +40,17 @@ check "rmdev loads" insmod "$KO"
 # kunit_suite NAME: the KUnit suite NAME, which ran when its module loaded
 # (insmod returns after it), as one test of this run whose subtests are the
 # suite's cases. Its KTAP comes from debugfs (CONFIG_KUNIT_DEBUGFS): a
-# document of one test, the suite, whose indented lines between the plan
-# and the result line become this test's subtest lines.
+# document of one test, the suite, whose lines between the plan and the
+# result line become this test's subtest lines. KUnit writes the suite's
+# closing diagnostics (its totals) unindented; they are indented here with
+# the rest of the subtest.
 kunit_suite() {
 	local f=/sys/kernel/debug/kunit/$1/results ktap last
 	if ! ktap=$(cat "$f" 2>&1) || [ "$(echo "$ktap" | sed -n 2p)" != 1..1 ]; then
 		ok 1 "$1" "no KUnit results in $f: $(echo "$ktap" | head -n 2 | tr '\n' ' ')"
 		return
 	fi
-	echo "$ktap" | sed '1,2d;$d'
+	echo "$ktap" | sed '1,2d;$d;s/^\([^ ]\)/    \1/'
 	last=$(echo "$ktap" | tail -n 1)
 	[ "$last" = "ok 1 $1" ]
 	ok $? "$1" "$last"
