@@ -20,11 +20,15 @@ test-host:
 	cargo test --quiet
 
 # Style gates: default rustfmt over every crate, clippy over host code with
-# warnings as errors (the module goes through clippy in `make test`).
+# warnings as errors (the module goes through clippy in `make test`), and
+# ShellCheck over every shell script (`setup.sh lint` installs it if missing).
+SHELL_SCRIPTS := $(wildcard scripts/*.sh tests/qemu/*.sh) tests/qemu/l2/init .ci/run
 lint:
+	@$(S)/setup.sh lint
 	cargo fmt --all --check
 	rustfmt --edition 2021 --check rmdev_main.rs
 	cargo clippy --quiet --workspace --all-targets -- -D warnings
+	shellcheck --external-sources --source-path=SCRIPTDIR $(SHELL_SCRIPTS)
 
 test: setup test-host lint
 	@CLIPPY=1 $(S)/build-module.sh

@@ -10,5 +10,5 @@ kdir=$(rmdev_kdir)
 cd "$RMDEV_TOP"
 make -s -C "$kdir" M="$RMDEV_TOP" LLVM="$RMDEV_LLVM" \
 	RUST_LIB_SRC="$RMDEV_CACHE/rust-lib-src" ${CLIPPY:+CLIPPY=1} modules
-log "built $(ls -s --block-size=K rmdev.ko | cut -d' ' -f1) rmdev.ko"
+log "built $(du -k rmdev.ko | cut -f1)K rmdev.ko"
 cargo build --quiet --release -p vfio-test

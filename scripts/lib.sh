@@ -1,6 +1,11 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: GPL-2.0
 #
 # Common settings for rmdev's scripts. Sourced, never run.
+#
+# The settings are used by the scripts that source this file, which
+# ShellCheck, checking this file alone, cannot see.
+# shellcheck disable=SC2034
 #
 # Everything fetched or built lives under $RMDEV_CACHE, outside the work
 # tree, so that a second run on the same machine rebuilds nothing.
@@ -14,6 +19,8 @@ RMDEV_KSERIES=7.2
 # The bindgen release the kernel's minimum (0.71.1) is satisfied by.
 RMDEV_BINDGEN_VERSION=0.72.1
 RMDEV_VIRTME_VERSION=1.42
+# The QMP client package (PyPI) the VM tests drive QEMU with.
+RMDEV_QMP_VERSION=0.0.6
 # LLVM suffix: bookworm/main ships clang-19, which kernel 7.2 accepts.
 RMDEV_LLVM=-19
 

@@ -3,10 +3,11 @@
 #
 # Fetch and build everything rmdev needs on a fresh Debian 12 machine:
 # host packages, the Linux 7.2 source, the rust-src matching the installed
-# rustc, bindgen, virtme-ng, and a Rust-enabled kernel built with LLVM.
+# rustc, bindgen, virtme-ng and qemu.qmp, and a Rust-enabled kernel built
+# with LLVM.
 # Each step leaves a stamp in the cache, so a second run does nothing.
 #
-# Usage: scripts/setup.sh [host|tools|kernel|uapi|l2|all]   (default: all)
+# Usage: scripts/setup.sh [host|tools|kernel|uapi|l2|lint|all]   (default: all)
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -21,7 +22,7 @@ as_root() {
 # host for QEMU 10.0; newer suites never are.
 HOST_PKGS=(flex bison bc libelf-dev libssl-dev cpio kmod make gcc
 	clang-19 lld-19 llvm-19 libclang-19-dev busybox-static udev
-	python3-venv xz-utils zstd mdevctl)
+	python3-venv xz-utils zstd mdevctl shellcheck)
 # libvirt comes from there too: 11.3 matches that QEMU, and only its build
 # ships the node device driver (the mdev support of virsh nodedev-*) as a
 # package of its own. tests/qemu/libvirt.sh runs these daemons in the VM.
@@ -80,7 +81,7 @@ papt_download() {
 	if ! ls "$out/${pkg}_${ver//:/%3a}"_*.deb >/dev/null 2>&1; then
 		(cd "$out" && apt-get "${args[@]}" download "$pkg=$ver" >/dev/null)
 	fi
-	ls "$out/${pkg}_${ver//:/%3a}"_*.deb | head -n1
+	printf '%s\n' "$out/${pkg}_${ver//:/%3a}"_*.deb | head -n1
 }
 
 # All versions of a package the private archive serves, newest first.
@@ -117,6 +118,21 @@ setup_tools() {
 		python3 -m venv "$RMDEV_CACHE/venv"
 		"$RMDEV_CACHE/venv/bin/pip" install -q "virtme-ng==$RMDEV_VIRTME_VERSION"
 	fi
+	# The QMP client of the VM tests (tests/qemu/qmp.py), in the same venv.
+	if [ "$("$RMDEV_CACHE/venv/bin/python3" -c 'import importlib.metadata as m; print(m.version("qemu.qmp"))' 2>/dev/null)" != "$RMDEV_QMP_VERSION" ]; then
+		log "installing qemu.qmp $RMDEV_QMP_VERSION"
+		"$RMDEV_CACHE/venv/bin/pip" install -q "qemu.qmp==$RMDEV_QMP_VERSION"
+	fi
+}
+
+# ShellCheck alone, for `make lint`, which may run before the full set-up
+# (setup_host installs it too).
+setup_lint() {
+	command -v shellcheck >/dev/null && return
+	log "installing shellcheck"
+	as_root apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		shellcheck >/dev/null
 }
 
 # The version of the kernel recipe below, part of the cache key.
@@ -137,7 +153,7 @@ setup_kernel() {
 	# patch release in the archive does not force a rebuild unless asked.
 	local kdir=""
 	if [ -z "${RMDEV_KERNEL_REFRESH:-}" ]; then
-		kdir=$(ls -d "$RMDEV_CACHE/kernel/linux-$RMDEV_KSERIES".*-"$key" 2>/dev/null | sort -V | tail -n1 || true)
+		kdir=$(printf '%s\n' "$RMDEV_CACHE/kernel/linux-$RMDEV_KSERIES".*-"$key" | sort -V | tail -n1)
 		[ -n "$kdir" ] && [ -f "$kdir/.rmdev-built" ] || kdir=""
 	fi
 	if [ -z "$kdir" ]; then
@@ -155,7 +171,7 @@ setup_kernel() {
 			mkdir -p "$kdir.x"
 			dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir.x" --wildcards '*/linux-source-*.tar.xz'
 			tar -xf "$kdir.x"/usr/src/linux-source-*.tar.xz -C "$kdir.x"
-			mv "$kdir.x"/linux-source-"$RMDEV_KSERIES" "$kdir"
+			mv "$kdir.x/linux-source-$RMDEV_KSERIES" "$kdir"
 			rm -rf "$kdir.x"
 			build_kernel "$kdir" "$frag"
 		fi
@@ -230,7 +246,7 @@ setup_l2() {
 	if [ ! -f "$out/.rmdev-built" ]; then
 		local src=$RMDEV_CACHE/l2/src-$kver deb
 		if [ ! -f "$src/Makefile" ]; then
-			deb=$(ls "$RMDEV_CACHE"/dl/linux-source-"$RMDEV_KSERIES"_"$kver"-*.deb | head -n1)
+			deb=$(printf '%s\n' "$RMDEV_CACHE/dl/linux-source-${RMDEV_KSERIES}_$kver"-*.deb | head -n1)
 			[ -f "$deb" ] || die "the .deb of linux-source $kver is not in the cache"
 			rm -rf "$src" "$src.x" && mkdir -p "$src.x"
 			dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$src.x" --wildcards '*/linux-source-*.tar.xz'
@@ -255,6 +271,7 @@ tools) setup_tools ;;
 kernel) setup_kernel ;;
 uapi) setup_uapi ;;
 l2) setup_l2 ;;
+lint) setup_lint ;;
 all)
 	setup_host
 	setup_tools

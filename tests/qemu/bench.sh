@@ -21,12 +21,12 @@ mkdir -p "$OUT"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 # Every phase runs under a timeout, so that a hang says where it was.
 timeout 600 "$TOP/target/release/vfio-bench" "$OUT/rows.json" \
-	rmdev=/sys/bus/mdev/devices/$R mtty=/sys/bus/mdev/devices/$M || {
+	"rmdev=/sys/bus/mdev/devices/$R" "mtty=/sys/bus/mdev/devices/$M" || {
 	echo "bench: the latency phase failed or hung (status $?)"
 	exit 1
 }
-echo 1 >/sys/bus/mdev/devices/$R/remove
-echo 1 >/sys/bus/mdev/devices/$M/remove
+echo 1 >"/sys/bus/mdev/devices/$R/remove"
+echo 1 >"/sys/bus/mdev/devices/$M/remove"
 
 # Lifecycle: create+remove cycles with N live instances (ns), and slab
 # memory per live instance.

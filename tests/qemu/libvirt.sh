@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: GPL-2.0
 #
 # libvirt against rmdev, sourced by guest-test.sh inside the test VM: the
@@ -25,13 +26,6 @@ LV_URI=qemu:///system
 LV_DOM=rmdev-l2
 
 lvirsh() { virsh -c "$LV_URI" "$@"; }
-
-# lv_todo NAME REASON: a known gap in libvirt, not counted as a failure.
-lv_todo() {
-	KTAP_N=$((KTAP_N + 1))
-	KTAP_TODO=$((KTAP_TODO + 1))
-	echo "not ok $KTAP_N $1 # TODO $2"
-}
 
 # lv_poll SECONDS COMMAND...: runs COMMAND every half second until it
 # succeeds or the time is up.
@@ -77,7 +71,7 @@ lv_make() {
 	if [ $rc = 0 ]; then
 		ok 0 "$name"
 	elif echo "$out" | grep -q "invalid parent device '$parent'"; then
-		lv_todo "$name" "$(echo "$out" | grep -m1 'invalid parent')"
+		todo "$name" "$(echo "$out" | grep -m1 'invalid parent')"
 		"$@"
 	else
 		ok 1 "$name" "$out"
@@ -148,9 +142,9 @@ libvirt_tests() {
 		ok $? "virsh nodedev-dumpxml of the parent lists both types with availableInstances" \
 			"$(echo "$out" | tr -s ' \n' ' ' | head -c 300)"
 	else
-		lv_todo "virsh nodedev-list --cap mdev_types lists rmdev's parent" \
+		todo "virsh nodedev-list --cap mdev_types lists rmdev's parent" \
 			"libvirt lists mdev parents of subsystems pci, css, matrix and mtty only; $psys is subsystem rmdev"
-		lv_todo "virsh nodedev-dumpxml of the parent lists both types with availableInstances" \
+		todo "virsh nodedev-dumpxml of the parent lists both types with availableInstances" \
 			"no nodedev for the parent"
 		# The name libvirt would give it, like mtty_mtty for mtty.
 		parent=rmdev_rmdev

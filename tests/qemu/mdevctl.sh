@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: GPL-2.0
 #
 # mdevctl against rmdev, sourced by guest-test.sh inside the test VM (the
@@ -5,7 +6,7 @@
 # the run). Every command here is one the admin guide shows.
 
 mdevctl_tests() {
-	local u ua out i started=()
+	local u ua out started=()
 	out=$(mdevctl types 2>&1)
 	echo "$out" | grep -q 'rmdev-serial-2' && echo "$out" | grep -q 'Device API: vfio-pci'
 	ok $? "mdevctl types lists rmdev's types" "$(echo "$out" | head -n 5 | tr '\n' ' ')"
@@ -31,12 +32,12 @@ mdevctl_tests() {
 	[ ! -e "/sys/bus/mdev/devices/$u" ]
 	ok $? "the stopped device is gone"
 	check "mdevctl undefine" mdevctl undefine -u "$u"
-	[ -z "$(mdevctl list -d 2>/dev/null | grep "$u")" ]
+	! mdevctl list -d 2>/dev/null | grep -q "$u"
 	ok $? "the undefined device is no longer listed"
 
 	# More starts than the pool allows: the extra one fails with a message,
 	# the others keep running.
-	for i in $(seq $((POOL / 2))); do
+	for _ in $(seq $((POOL / 2))); do
 		u=$(new_uuid)
 		mdevctl start -u "$u" -p rmdev -t rmdev-serial-2 >/dev/null 2>&1 && started+=("$u")
 	done
@@ -59,7 +60,7 @@ mdevctl_tests() {
 	ua=$(new_uuid)
 	check "mdevctl define --auto" mdevctl define -u "$ua" -p rmdev -t rmdev-serial-1 --auto
 	rmmod rmdev && insmod "$KO"
-	for i in $(seq 50); do [ -e "/sys/bus/mdev/devices/$ua" ] && break; sleep 0.2; done
+	for _ in $(seq 50); do [ -e "/sys/bus/mdev/devices/$ua" ] && break; sleep 0.2; done
 	[ -e "/sys/bus/mdev/devices/$ua" ]
 	ok $? "the --auto device starts when rmdev loads" "$(pgrep -a udevd || echo no udevd)"
 	mdevctl stop -u "$ua" >/dev/null 2>&1

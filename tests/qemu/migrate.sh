@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: GPL-2.0
 #
 # Live migration through QEMU, sourced by guest-test.sh inside the
@@ -11,28 +12,32 @@
 # registers and leave bytes in a port's receive FIFO on the source, and read
 # them back on the target after the move.
 
-QMP=$TOP/tests/qemu/qmp.py
+# qmp SOCKET COMMAND [ARGUMENTS]: tests/qemu/qmp.py, a client on the qemu.qmp
+# package, run by the project venv's python3, which has that package.
+qmp() {
+	"${RMDEV_VENV:?RMDEV_VENV, the project venv, is not set}/bin/python3" "$TOP/tests/qemu/qmp.py" "$@"
+}
 
 # mig_io SOCKET PORT: a byte read from an I/O port through the monitor.
 mig_io() {
-	python3 "$QMP" "$1" hmp "i /b $2" | sed -n 's/.*= *0x\([0-9a-f]*\).*/0x\1/p' | tr -d '\r'
+	qmp "$1" hmp "i /b $2" | sed -n 's/.*= *0x\([0-9a-f]*\).*/0x\1/p' | tr -d '\r'
 }
 
 # mig_out SOCKET PORT VALUE
 mig_out() {
-	python3 "$QMP" "$1" hmp "o /b $2 $3" >/dev/null
+	qmp "$1" hmp "o /b $2 $3" >/dev/null
 }
 
 # mig_qmp_field SOCKET COMMAND FIELD: one top-level field of a QMP return.
 mig_qmp_field() {
-	python3 "$QMP" "$1" "$2" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$3', ''))"
+	qmp "$1" "$2" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$3', ''))"
 }
 
 # mig_bar0 SOCKET: the I/O address SeaBIOS gave the card's BAR0, once it has.
 mig_bar0() {
-	local i a
-	for i in $(seq 120); do
-		a=$(python3 "$QMP" "$1" hmp "info pci" 2>/dev/null |
+	local a
+	for _ in $(seq 120); do
+		a=$(qmp "$1" hmp "info pci" 2>/dev/null |
 			awk '/4348:3253/ { f = 1 } f && /BAR0: I\/O at 0x/ { print $4; exit }')
 		case "$a" in
 		0x[0-9a-f] | 0x[0-9a-f][0-9a-f] | 0x[0-9a-f][0-9a-f][0-9a-f] | 0x[0-9a-f][0-9a-f][0-9a-f][0-9a-f])
@@ -47,7 +52,7 @@ mig_bar0() {
 
 # migrate_tests PARENT TYPE
 migrate_tests() {
-	local parent=$1 type=$2 a b d src dst s t io st i v
+	local parent=$1 type=$2 a b d src dst s t io st v
 	d=/tmp/mig-$parent
 	rm -rf "$d"
 	mkdir -p "$d"
@@ -65,7 +70,7 @@ migrate_tests() {
 		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$b,addr=04.0" \
 		-incoming "unix:$d/mig.sock" >"$d/dst.log" 2>&1 &
 	dst=$!
-	for i in $(seq 100); do [ -S "$s" ] && [ -S "$t" ] && break; sleep 0.2; done
+	for _ in $(seq 100); do [ -S "$s" ] && [ -S "$t" ] && break; sleep 0.2; done
 	io=$(mig_bar0 "$s")
 	ok $? "$parent: QEMU with the card runs its firmware, which maps BAR0" "$(cat "$d/src.log")"
 	if [ -z "$io" ]; then
@@ -82,23 +87,23 @@ migrate_tests() {
 	mig_out "$s" "$io" 0x69
 	expect_eq "$parent: the source card holds the guest's settings" \
 		"$(mig_io "$s" $lcr)/$(mig_io "$s" $scr)/$(($(mig_io "$s" $lsr) & 1))" 0x1b/0x5a/1
-	python3 "$QMP" "$s" migrate "{\"uri\": \"unix:$d/mig.sock\"}" >/dev/null
+	qmp "$s" migrate "{\"uri\": \"unix:$d/mig.sock\"}" >/dev/null
 	ok $? "$parent: QEMU accepts the migration (the card offers migration and dirty tracking)" \
 		"$(tail -n 3 "$d/src.log" | tr '\n' ' ')"
 	st=
-	for i in $(seq 240); do
+	for _ in $(seq 240); do
 		st=$(mig_qmp_field "$s" query-migrate status)
 		case "$st" in completed | failed | cancelled) break ;; esac
 		sleep 0.5
 	done
 	expect_eq "$parent: migration status is completed" "$st" completed
-	python3 "$QMP" "$s" query-migrate | python3 -c '
+	qmp "$s" query-migrate | python3 -c '
 import json, sys
 m = json.load(sys.stdin)
 v = m.get("vfio", {}).get("transferred", "n/a")
 print("# %s: migration total %s ms, downtime %s ms, vfio device data %s bytes"
       % (sys.argv[1], m.get("total-time"), m.get("downtime"), v))' "$parent"
-	for i in $(seq 60); do
+	for _ in $(seq 60); do
 		[ "$(mig_qmp_field "$t" query-status status)" = running ] && break
 		sleep 0.5
 	done
@@ -113,8 +118,8 @@ print("# %s: migration total %s ms, downtime %s ms, vfio device data %s bytes"
 		ok $? "$parent: the target instance's state attribute shows the migrated LCR" \
 			"$(cat "/sys/bus/mdev/devices/$b/rmdev/state")"
 	fi
-	python3 "$QMP" "$s" quit >/dev/null 2>&1
-	python3 "$QMP" "$t" quit >/dev/null 2>&1
+	qmp "$s" quit >/dev/null 2>&1
+	qmp "$t" quit >/dev/null 2>&1
 	wait "$src" "$dst"
 	for u in "$a" "$b"; do
 		expect_eq "$parent: migrated instance $u removes cleanly" \

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: GPL-2.0
 #
 # Second-level tests, sourced by guest-test.sh inside the first-level VM: a
@@ -48,8 +49,8 @@ nested_tests() {
 		-kernel "$l2k" -initrd "$l2i" \
 		-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=01/00.0:4096:4096,00/05.0:1024:15 l2.hold=01/00.0" \
 		-device pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=04.0 \
-		-device vfio-pci,sysfsdev=/sys/bus/mdev/devices/$ur,bus=rp1,addr=00.0 \
-		-device vfio-pci,sysfsdev=/sys/bus/mdev/devices/$um,addr=05.0 \
+		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$ur,bus=rp1,addr=00.0" \
+		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$um,addr=05.0" \
 		</dev/null >"$live" 2>&1 &
 	qpid=$!
 	# Once L2 has run its tests it waits for the rmdev card to go away.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""A minimal QMP client for the VM tests.
+"""A command-line QMP client for the VM tests, on the qemu.qmp package.
 
 Usage:
   qmp.py SOCKET COMMAND [JSON-ARGUMENTS]   run a QMP command, print its return
@@ -8,12 +8,31 @@ Usage:
   qmp.py SOCKET hmp 'HMP COMMAND LINE'     run a human monitor command, print
                                            its output
 
-Only the standard library is used: the test VM runs the host's Python.
+qemu.qmp is installed in the project's venv by scripts/setup.sh; the test VM
+sees that venv at the host's path, so run this with the venv's python3.
 """
 
+import asyncio
 import json
-import socket
 import sys
+
+from qemu.qmp import QMPClient, QMPError
+
+# A command that has not answered in this many seconds has failed.
+TIMEOUT = 60
+
+
+async def run(path, cmd, args):
+    qmp = QMPClient("rmdev-test")
+    await qmp.connect(path)
+    try:
+        return await asyncio.wait_for(qmp.execute(cmd, args), TIMEOUT)
+    finally:
+        try:
+            await qmp.disconnect()
+        except (QMPError, OSError, EOFError):
+            # QEMU closes the socket itself after `quit`.
+            pass
 
 
 def main():
@@ -24,32 +43,16 @@ def main():
     if cmd == "hmp":
         cmd, args = "human-monitor-command", {"command-line": sys.argv[3]}
     else:
-        args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(60)
-    s.connect(path)
-    f = s.makefile("rw")
-
-    def reply():
-        # Skip asynchronous events until the command's answer.
-        while True:
-            line = f.readline()
-            if not line:
-                raise EOFError("QMP closed the connection")
-            msg = json.loads(line)
-            if "return" in msg or "error" in msg:
-                return msg
-
-    json.loads(f.readline())  # The greeting.
-    for c, a in (("qmp_capabilities", {}), (cmd, args)):
-        f.write(json.dumps({"execute": c, "arguments": a}) + "\n")
-        f.flush()
-        msg = reply()
-    if "error" in msg:
-        print(msg["error"].get("desc", msg["error"]), file=sys.stderr)
+        args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+    try:
+        ret = asyncio.run(run(path, cmd, args))
+    except (QMPError, OSError, EOFError, asyncio.TimeoutError) as e:
+        print(f"qmp.py: {cmd}: {e}", file=sys.stderr)
         return 1
-    ret = msg["return"]
-    print(ret if isinstance(ret, str) else json.dumps(ret), end="" if isinstance(ret, str) else "\n")
+    if isinstance(ret, str):
+        print(ret, end="")
+    else:
+        print(json.dumps(ret))
     return 0
 
 
