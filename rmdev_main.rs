@@ -107,11 +107,19 @@ mod tests {
     }
 
     #[test]
-    fn region_decode_rejects_wrapping_positions() {
+    fn region_decode_cuts_at_the_end_and_rejects_wrapping_positions() {
         let sizes = |i: u32| if i == 7 { Some(256) } else { None };
         assert!(region::decode(i64::MAX, 1, sizes).is_err());
-        assert!(region::decode((7i64 << 40) + 255, 2, sizes).is_err());
-        assert!(region::decode((7i64 << 40) + 254, 2, sizes).is_ok());
+        // Served up to the region's end; refused at and past it.
+        assert_eq!(
+            region::decode((7i64 << 40) + 255, 2, sizes).map(|a| a.count),
+            Ok(1)
+        );
+        assert_eq!(
+            region::decode((7i64 << 40) + 254, 2, sizes).map(|a| a.count),
+            Ok(2)
+        );
+        assert!(region::decode((7i64 << 40) + 256, 1, sizes).is_err());
     }
 
     #[test]

@@ -42,7 +42,7 @@ use kernel::{
     sync::{Mutex, SpinLock},
 };
 use migration::MigCtl;
-use rdwr::{BarMemory, CHUNK, SMALL};
+use rdwr::BarMemory;
 
 // The library lists the areas of a region through the VFIO adapter.
 const _: () = assert!(MAX_AREAS <= vfio::SPARSE_AREAS);
@@ -436,21 +436,11 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
     }
 
     fn read(&self, out: &UserBuf, pos: i64) -> Result<usize> {
-        // Register-sized accesses, nearly all of them, get a buffer that
-        // costs nothing to clear.
-        if out.len() <= SMALL {
-            self.read_via::<SMALL>(out, pos)
-        } else {
-            self.read_via::<CHUNK>(out, pos)
-        }
+        self.read_all(out, pos)
     }
 
     fn write(&self, input: &UserBuf, pos: i64) -> Result<usize> {
-        if input.len() <= SMALL {
-            self.write_via::<SMALL>(input, pos)
-        } else {
-            self.write_via::<CHUNK>(input, pos)
-        }
+        self.write_all(input, pos)
     }
 
     fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {

@@ -57,6 +57,19 @@ impl UserBuf {
         self.len
     }
 
+    /// The `len` bytes at `at` of the buffer, if they lie inside it.
+    pub(crate) fn sub(&self, at: usize, len: usize) -> Option<Self> {
+        if at.checked_add(len)? > self.len {
+            return None;
+        }
+        // INVARIANT: A part of a user range is a user range; the address is
+        // never dereferenced, only handed to the copy functions.
+        Some(Self {
+            ptr: self.ptr.wrapping_byte_add(at),
+            len,
+        })
+    }
+
     /// Copies `data` to the start of the buffer.
     ///
     /// `EFAULT` if `data` is longer than the buffer or the copy faults.

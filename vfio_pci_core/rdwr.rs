@@ -74,14 +74,62 @@ impl BarMemory {
 }
 
 /// Largest chunk moved between userspace and a region per lock hold.
-pub(super) const CHUNK: usize = 256;
+const CHUNK: usize = 256;
 
 /// Largest access served from a register-sized buffer.
-pub(super) const SMALL: usize = 8;
+const SMALL: usize = 8;
 
 impl<D: PciDevice> PciCore<D> {
+    /// `read()` on the device file: the whole count, up to the region's end
+    /// (see [`region::decode`]), moved in chunks of at most [`CHUNK`] bytes,
+    /// one lock hold each. A fault after some bytes were moved ends the
+    /// read with what was moved, as a short count.
+    pub(super) fn read_all(&self, out: &UserBuf, pos: i64) -> Result<usize> {
+        // Register-sized accesses, nearly all of them, get a buffer that
+        // costs nothing to clear.
+        if out.len() <= SMALL {
+            return self.read_via::<SMALL>(out, pos);
+        }
+        self.in_chunks(out, pos, |part, at| self.read_via::<CHUNK>(part, at))
+    }
+
+    /// `write()` on the device file, as [`Self::read_all`] reads.
+    pub(super) fn write_all(&self, input: &UserBuf, pos: i64) -> Result<usize> {
+        if input.len() <= SMALL {
+            return self.write_via::<SMALL>(input, pos);
+        }
+        self.in_chunks(input, pos, |part, at| self.write_via::<CHUNK>(part, at))
+    }
+
+    /// Runs `f` on the buffer's consecutive chunks of at most [`CHUNK`]
+    /// bytes, for as much of it as the region serves from `pos`.
+    fn in_chunks(
+        &self,
+        user: &UserBuf,
+        pos: i64,
+        f: impl Fn(&UserBuf, i64) -> Result<usize>,
+    ) -> Result<usize> {
+        let total = region::decode(pos, user.len(), |i| self.region_size(i))
+            .map_err(kerr)?
+            .count;
+        let mut done = 0;
+        while done < total {
+            let n = (total - done).min(CHUNK);
+            let part = user.sub(done, n).ok_or(EINVAL)?;
+            // `decode` checked that `pos + total` is a file position.
+            let at = pos.checked_add(done as i64).ok_or(EINVAL)?;
+            match f(&part, at) {
+                Ok(k) if k > 0 => done += k,
+                Ok(_) => break,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
+    }
+
     /// A read through an `N`-byte kernel buffer: up to `N` bytes.
-    pub(super) fn read_via<const N: usize>(&self, out: &UserBuf, pos: i64) -> Result<usize> {
+    fn read_via<const N: usize>(&self, out: &UserBuf, pos: i64) -> Result<usize> {
         let mut buf = [0u8; N];
         let n = out.len().min(N);
         let chunk = buf.get_mut(..n).ok_or(EINVAL)?;
@@ -91,7 +139,7 @@ impl<D: PciDevice> PciCore<D> {
     }
 
     /// A write through an `N`-byte kernel buffer: up to `N` bytes.
-    pub(super) fn write_via<const N: usize>(&self, input: &UserBuf, pos: i64) -> Result<usize> {
+    fn write_via<const N: usize>(&self, input: &UserBuf, pos: i64) -> Result<usize> {
         let mut buf = [0u8; N];
         let n = input.len().min(N);
         let chunk = buf.get_mut(..n).ok_or(EINVAL)?;
@@ -99,9 +147,13 @@ impl<D: PciDevice> PciCore<D> {
         self.access(pos, chunk, true)
     }
 
-    /// One access to a region, on a kernel buffer, under the lock.
+    /// One access to a region, on a kernel buffer, under the lock: returns
+    /// the bytes served.
     fn access(&self, pos: i64, buf: &mut [u8], write: bool) -> Result<usize> {
         let a = region::decode(pos, buf.len(), |i| self.region_size(i)).map_err(kerr)?;
+        // The part of the buffer the region serves (all of it unless the
+        // access runs past the region's end).
+        let buf = buf.get_mut(..a.count).ok_or(EINVAL)?;
         let mut g = self.inner.lock();
         let Inner { ctx, dev } = &mut *g;
         match a.index {

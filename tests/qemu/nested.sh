@@ -3,8 +3,8 @@
 #
 # Second-level tests, sourced by guest-test.sh inside the first-level VM: a
 # small guest (tiny kernel, busybox initramfs) runs under QEMU (TCG) with an
-# rmdev two-port instance and an mtty two-port instance passed through as
-# vfio-pci sysfsdev devices, and loops data through every port. Then the
+# rmdev instance of every type and an mtty two-port instance passed through
+# as vfio-pci sysfsdev devices, and loops data through every port. Then the
 # rmdev instance is removed while QEMU still holds it, which must complete
 # through REQ and a guest-side hot-unplug.
 #
@@ -23,7 +23,7 @@ wait_for() {
 }
 
 nested_tests() {
-	local l2k=$1 l2i=$2 ur um out live qpid t0 rc
+	local l2k=$1 l2i=$2 ur um u1 ux out live qpid t0 rc
 	if [ ! -r "$l2k" ] || [ ! -r "$l2i" ]; then
 		ok 1 "L2: kernel and initramfs are there" "$l2k $l2i"
 		return
@@ -34,6 +34,16 @@ nested_tests() {
 		"$(write_errno "$ur" "$SUPP/rmdev/mdev_supported_types/rmdev-serial-2/create")" OK
 	expect_eq "L2: create an mtty two-port instance" \
 		"$(write_errno "$um" "$SUPP/mtty/mdev_supported_types/mtty-2/create")" OK
+	# Every other rmdev type too, so that QEMU realizes each of them and the
+	# guest's stock driver drives it: the one-port card in slot 06.0, the PCI
+	# Express function (4 KiB of configuration space, which QEMU reads in one
+	# call) in slot 07.0.
+	u1=$(new_uuid)
+	ux=$(new_uuid)
+	expect_eq "L2: create an rmdev one-port instance" \
+		"$(write_errno "$u1" "$SUPP/rmdev/mdev_supported_types/rmdev-serial-1/create")" OK
+	expect_eq "L2: create an rmdev PCI Express instance" \
+		"$(write_errno "$ux" "$SUPP/rmdev/mdev_supported_types/rmdev-pcie-serial-1/create")" OK
 	out=$TOP/tests/out/l2-console.log
 	# The log is written to the VM's tmpfs: a file QEMU is still writing on
 	# the 9p share cannot be read back meanwhile.
@@ -47,10 +57,12 @@ nested_tests() {
 		-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
 		-display none -nodefaults -no-reboot -serial stdio \
 		-kernel "$l2k" -initrd "$l2i" \
-		-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=01/00.0:4096:4096,00/05.0:1024:15 l2.hold=01/00.0" \
+		-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=01/00.0:4096:4096,00/05.0:1024:15,00/06.0:4096:4096,00/07.0:4096:4096 l2.hold=01/00.0" \
 		-device pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=04.0 \
 		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$ur,bus=rp1,addr=00.0" \
 		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$um,addr=05.0" \
+		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$u1,addr=06.0" \
+		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$ux,addr=07.0" \
 		</dev/null >"$live" 2>&1 &
 	qpid=$!
 	# Once L2 has run its tests it waits for the rmdev card to go away.
@@ -73,5 +85,7 @@ nested_tests() {
 	ok $? "L2: 8250_pci binds the devices"
 	[ ! -e "/sys/bus/mdev/devices/$ur" ]
 	ok $? "L2: the rmdev instance is gone"
-	write_errno 1 "/sys/bus/mdev/devices/$um/remove" >/dev/null
+	for u in "$um" "$u1" "$ux"; do
+		write_errno 1 "/sys/bus/mdev/devices/$u/remove" >/dev/null
+	done
 }

@@ -17,34 +17,43 @@ pub(crate) const fn index_to_offset(index: u32) -> u64 {
     (index as u64) << OFFSET_SHIFT
 }
 
-/// One access, decoded: which region and where in it.
+/// One access, decoded: which region, where in it, and how many bytes of it
+/// the region serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Access {
     pub(crate) index: u32,
     pub(crate) offset: u64,
+    /// The bytes to serve: the count asked for, cut at the region's end.
     pub(crate) count: usize,
 }
 
 /// Decodes a file position and checks the access against `size_of(index)`,
 /// which returns `None` for a region that does not exist.
 ///
-/// A zero-length access is valid anywhere inside an existing region. Every
-/// failure is `EINVAL`.
+/// The rule for every region is vfio-pci's rule for BARs
+/// (`vfio_pci_bar_rw()`): an access that starts inside a region is served up
+/// to the region's end, so one that runs past it gets a short count; one
+/// that starts at or past the end, in a region that does not exist, at a
+/// negative position, or whose end does not fit a file position, is
+/// `EINVAL`. A zero-length access is valid anywhere up to the region's end.
 pub(crate) fn decode(
     pos: i64,
     count: usize,
     size_of: impl Fn(u32) -> Option<u64>,
 ) -> EResult<Access> {
-    let pos = u64::try_from(pos).map_err(|_| Errno::Inval)?;
-    let index = u32::try_from(pos >> OFFSET_SHIFT).map_err(|_| Errno::Inval)?;
-    let offset = pos & ((1u64 << OFFSET_SHIFT) - 1);
+    let upos = u64::try_from(pos).map_err(|_| Errno::Inval)?;
+    let index = u32::try_from(upos >> OFFSET_SHIFT).map_err(|_| Errno::Inval)?;
+    let offset = upos & ((1u64 << OFFSET_SHIFT) - 1);
     let size = size_of(index).ok_or(Errno::Inval)?;
-    let end = offset
-        .checked_add(u64::try_from(count).map_err(|_| Errno::Inval)?)
-        .ok_or(Errno::Inval)?;
-    if end > size || (offset >= size && count > 0) {
+    // The end of the access must be a file position, as the VFS demands.
+    let wide = i64::try_from(count).map_err(|_| Errno::Inval)?;
+    pos.checked_add(wide).ok_or(Errno::Inval)?;
+    if offset > size || (offset == size && count > 0) {
         return Err(Errno::Inval);
     }
+    // `offset <= size` here, so this neither wraps nor exceeds `count`.
+    let left = size - offset;
+    let count = usize::try_from(left).map_or(count, |l| count.min(l));
     Ok(Access {
         index,
         offset,
@@ -316,9 +325,19 @@ mod tests {
     fn boundaries() {
         let c = index_to_offset(7) as i64;
         assert_eq!(
-            decode(c + 253, 4, sizes),
-            Err(Errno::Inval),
-            "crosses the end"
+            decode(c + 253, 4, sizes).map(|a| (a.offset, a.count)),
+            Ok((253, 3)),
+            "crosses the end: served up to it"
+        );
+        assert_eq!(
+            decode(c, 4096, sizes).map(|a| a.count),
+            Ok(256),
+            "a read of a page of a 256-byte region"
+        );
+        assert_eq!(
+            decode(c + 256, 0, sizes).map(|a| a.count),
+            Ok(0),
+            "empty access at the end"
         );
         assert_eq!(decode(c + 256, 1, sizes), Err(Errno::Inval), "past the end");
         assert_eq!(
@@ -342,6 +361,11 @@ mod tests {
             decode(c + 8, usize::MAX, sizes),
             Err(Errno::Inval),
             "count wraps"
+        );
+        assert_eq!(
+            decode(i64::MAX - 2, 4, sizes),
+            Err(Errno::Inval),
+            "end past the largest position"
         );
         assert_eq!(
             decode(c + 0xff_ffff_ffff, 1, sizes),
@@ -375,7 +399,10 @@ mod tests {
                 _ => rng.index(300),
             };
             let r = decode(pos, count, sizes);
-            let wrapped = (pos as u64).checked_add(count as u64).is_none();
+            let wrapped = i64::try_from(count)
+                .ok()
+                .and_then(|c| pos.checked_add(c))
+                .is_none();
             if wrapped {
                 wraps += 1;
                 assert!(r.is_err(), "iter {iter}: {pos:#x}+{count:#x} wraps");
@@ -388,9 +415,11 @@ mod tests {
                 let size = sizes(a.index).unwrap();
                 assert_eq!(u64::from(a.index), pos as u64 >> OFFSET_SHIFT);
                 assert_eq!(a.offset, pos as u64 & ((1 << OFFSET_SHIFT) - 1));
-                assert_eq!(a.count, count);
+                // Served up to the end, never past it, never more than asked.
+                let want = count.min((size - a.offset) as usize);
+                assert_eq!(a.count, want, "iter {iter}: {a:?} of {count}");
                 assert!(
-                    u128::from(a.offset) + count as u128 <= u128::from(size),
+                    u128::from(a.offset) + a.count as u128 <= u128::from(size),
                     "iter {iter}: {a:?} overruns {size}"
                 );
                 assert!(a.offset < size || count == 0);
