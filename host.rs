@@ -22,7 +22,10 @@ pub mod sysfs {
     pub mod parse;
     pub mod pool;
     /// Its fields are read by the kernel's sysfs attributes only.
-    #[cfg_attr(test, allow(dead_code))]
+    #[cfg_attr(
+        test,
+        expect(dead_code, reason = "the kernel's type lifecycle reads the rest")
+    )]
     pub mod types;
 }
 
