@@ -3,16 +3,20 @@
 #
 # `make bench` inside the VM: one boot, rmdev and mtty side by side, the same
 # harness for both and for the machine's floor. $1 is the repository, $2 the
-# accelerator QEMU used for this VM, $3 the output directory.
+# accelerator QEMU used for this VM, $3 the output directory, $4 the number
+# of latency passes (default 1), whose median the table shows, $5 the module
+# to load (default the tree's rmdev.ko).
 
 set -u
 TOP=$1
 ACCEL=$2
 OUT=$3
+RUNS=${4:-1}
+KO=${5:-$TOP/rmdev.ko}
 modprobe vfio_iommu_type1 && modprobe mdev && modprobe mtty || exit 1
 # The pool is raised to 1000 ports for the lifecycle slope; mtty's is fixed
 # at 24.
-insmod "$TOP/rmdev.ko" ports=1000 || exit 1
+insmod "$KO" ports=1000 || exit 1
 R=$(cat /proc/sys/kernel/random/uuid)
 M=$(cat /proc/sys/kernel/random/uuid)
 echo "$R" >/sys/class/mdev_bus/rmdev/mdev_supported_types/rmdev-serial-1/create || exit 1
@@ -20,7 +24,7 @@ echo "$M" >/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1/create || exit 1
 mkdir -p "$OUT"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 # Every phase runs under a timeout, so that a hang says where it was.
-timeout 600 "$TOP/target/release/vfio-bench" "$OUT/rows.json" \
+timeout $((600 * RUNS)) "$TOP/target/release/vfio-bench" --runs "$RUNS" "$OUT/rows.json" \
 	"rmdev=/sys/bus/mdev/devices/$R" "mtty=/sys/bus/mdev/devices/$M" || {
 	echo "bench: the latency phase failed or hung (status $?)"
 	exit 1
@@ -63,5 +67,5 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //; s/"/\\"/
 	printf '}\n'
 } >"$OUT/bench-$stamp.json"
 rm -f "$OUT/rows.json"
-echo "# kernel $(uname -r), accelerator $ACCEL, CPU $cpu"
+echo "# kernel $(uname -r), accelerator $ACCEL, CPU $cpu, module $KO ($(md5sum <"$KO" | cut -c1-12))"
 echo "# results: tests/out/bench/bench-$stamp.json"

@@ -636,8 +636,56 @@ fn memory(tdir: &str, n: usize) {
     }
 }
 
+/// Prints one pass's table.
+fn print_rows(names: &[String], rows: &[Vec<Stat>], floor: &[Stat]) {
+    let rows: Vec<(Stat, Stat, f64)> = rows
+        .iter()
+        .map(|st| (st[0], st[1], st[0].p50 / st[1].p50))
+        .collect();
+    print_table(names, &rows, floor);
+}
+
+/// Prints the table: per row both devices' p50 and p99, the ratio of the
+/// first to the second, and the first's ratio to the floor.
+fn print_table(names: &[String], rows: &[(Stat, Stat, f64)], floor: &[Stat]) {
+    let (an, bn) = (&names[0], &names[1]);
+    println!(
+        "{:<38} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
+        "operation (ns)",
+        format!("{an} p50"),
+        format!("{an} p99"),
+        format!("{bn} p50"),
+        format!("{bn} p99"),
+        format!("{an}/{bn}"),
+        format!("{an}/floor")
+    );
+    for (row, (sa, sb, ratio)) in ROWS.iter().zip(rows) {
+        let fl = floor[floor_of(row)];
+        println!(
+            "{:<38} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>8.2} {:>8.2}",
+            row,
+            sa.p50,
+            sa.p99,
+            sb.p50,
+            sb.p99,
+            ratio,
+            sa.p50 / fl.p50
+        );
+    }
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    // `--runs N` first: N measurement passes, and the median of them.
+    let mut runs = 1;
+    if args.get(1).map(String::as_str) == Some("--runs") && args.len() > 2 {
+        runs = args[2].parse().unwrap_or(0);
+        if runs == 0 {
+            eprintln!("vfio-bench: --runs takes a number of passes, 1 or more");
+            std::process::exit(2);
+        }
+        args.drain(1..3);
+    }
     match args.get(1).map(String::as_str) {
         Some("lifecycle") if args.len() >= 5 => {
             lifecycle(
@@ -687,7 +735,7 @@ fn main() {
     }
     if args.len() < 4 {
         eprintln!(
-            "usage: vfio-bench OUT.json NAME=SYSFSDEV NAME=SYSFSDEV | lifecycle LIVE CYCLES TYPEDIR... | memory TYPEDIR N | spin SYSFSDEV ROW N"
+            "usage: vfio-bench [--runs N] OUT.json NAME=SYSFSDEV NAME=SYSFSDEV | lifecycle LIVE CYCLES TYPEDIR... | memory TYPEDIR N | spin SYSFSDEV ROW N"
         );
         std::process::exit(2);
     }
@@ -715,44 +763,59 @@ fn main() {
         eprintln!("vfio-bench: give two devices");
         std::process::exit(2);
     }
-    let rows = device_rows(&devs);
+    // Each pass measures every row on both devices side by side, so each
+    // pass's ratio compares the two in the same conditions; the table is
+    // the median over the passes, of the ratios and of the figures.
+    let passes: Vec<Vec<Vec<Stat>>> = (0..runs)
+        .map(|k| {
+            let rows = device_rows(&devs);
+            if runs > 1 {
+                println!("# pass {} of {runs}", k + 1);
+                print_rows(&names, &rows, &floor);
+            }
+            rows
+        })
+        .collect();
     let (an, bn) = (&names[0], &names[1]);
-    println!(
-        "{:<38} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
-        "operation (ns)",
-        format!("{an} p50"),
-        format!("{an} p99"),
-        format!("{bn} p50"),
-        format!("{bn} p99"),
-        format!("{an}/{bn}"),
-        format!("{an}/floor")
-    );
-    let mut json = String::from("{\n  \"rows\": [\n");
-    for (i, (row, st)) in ROWS.iter().zip(&rows).enumerate() {
-        let (sa, sb) = (st[0], st[1]);
+    if runs > 1 {
+        println!("# median of {runs} passes");
+    }
+    let med = |f: &dyn Fn(&[Stat]) -> f64, row: usize| {
+        let mut v: Vec<f64> = passes.iter().map(|p| f(&p[row])).collect();
+        median(&mut v)
+    };
+    let mut json = format!("{{\n  \"passes\": {runs},\n  \"rows\": [\n");
+    let mut rows = Vec::new();
+    for (i, row) in ROWS.iter().enumerate() {
+        let sa = Stat {
+            p50: med(&|s| s[0].p50, i),
+            p99: med(&|s| s[0].p99, i),
+        };
+        let sb = Stat {
+            p50: med(&|s| s[1].p50, i),
+            p99: med(&|s| s[1].p99, i),
+        };
+        let ratio = med(&|s| s[0].p50 / s[1].p50, i);
         let fl = floor[floor_of(row)];
-        println!(
-            "{:<38} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>8.2} {:>8.2}",
-            row,
-            sa.p50,
-            sa.p99,
-            sb.p50,
-            sb.p99,
-            sa.p50 / sb.p50,
-            sa.p50 / fl.p50
-        );
+        let each: Vec<String> = passes
+            .iter()
+            .map(|p| num(p[i][0].p50 / p[i][1].p50))
+            .collect();
         let _ = writeln!(
             json,
-            "    {{\"op\": \"{row}\", \"{an}_p50\": {}, \"{an}_p99\": {}, \"{bn}_p50\": {}, \"{bn}_p99\": {}, \"ratio_{an}_{bn}\": {}, \"ratio_{an}_floor\": {}}}{}",
+            "    {{\"op\": \"{row}\", \"{an}_p50\": {}, \"{an}_p99\": {}, \"{bn}_p50\": {}, \"{bn}_p99\": {}, \"ratio_{an}_{bn}\": {}, \"ratio_{an}_{bn}_each\": [{}], \"ratio_{an}_floor\": {}}}{}",
             num(sa.p50),
             num(sa.p99),
             num(sb.p50),
             num(sb.p99),
-            num(sa.p50 / sb.p50),
+            num(ratio),
+            each.join(", "),
             num(sa.p50 / fl.p50),
             if i + 1 < ROWS.len() { "," } else { "" },
         );
+        rows.push((sa, sb, ratio));
     }
+    print_table(&names, &rows, &floor);
     json.push_str("  ],\n  \"migration_stream_bytes\": {");
     for (i, (n, d)) in names.iter().zip(&devs).enumerate() {
         let len = stop_copy(d.fd.as_raw_fd()).map_or(0, |s| s.len());
