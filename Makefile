@@ -37,8 +37,10 @@ test: setup test-host lint
 test-vm: module
 	@$(S)/vm-test.sh
 
+# The bench kernel is built on the first `make bench` only.
 bench: setup
-	@$(S)/build-module.sh
+	@$(S)/setup.sh bench-kernel
+	@$(S)/build-module.sh --bench
 	@$(S)/bench.sh
 
 run: setup

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make bench`: boot the VM once and measure rmdev against mtty and against
-# the machine's floor (tools/vfio-bench). A report, not a test: nothing here
-# asserts a time.
+# `make bench`: boot the bench kernel (the test kernel without its checkers)
+# once and measure rmdev against mtty and against the machine's floor
+# (tools/vfio-bench). A report, not a test: nothing here asserts a time.
 #
 # `make bench RUNS=3` (or `scripts/bench.sh --runs 3`) measures the latency
 # rows in three passes in that boot, each pass rmdev and mtty side by side,
 # and prints every pass and the median of the passes (of the ratios, and of
 # the figures). `--ko MODULE` loads another build of rmdev instead of the
-# tree's rmdev.ko, to compare builds.
+# tree's bench build (tests/out/bench-build/rmdev.ko, made by
+# `scripts/build-module.sh --bench`), to compare builds; it must have been
+# built against the bench kernel.
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$RMDEV_TOP"
 runs=${RUNS:-1}
-ko=$RMDEV_TOP/rmdev.ko
+ko=$RMDEV_TOP/tests/out/bench-build/rmdev.ko
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--runs) runs=${2:-} && shift 2 ;;
@@ -37,4 +39,4 @@ case "$runs" in
 esac
 cargo build --quiet --release -p vfio-bench
 accel=$(rmdev_accel)
-"$RMDEV_TOP/scripts/vm.sh" -- "bash $RMDEV_TOP/tests/qemu/bench.sh $RMDEV_TOP $accel $RMDEV_TOP/tests/out/bench $runs $ko"
+"$RMDEV_TOP/scripts/vm.sh" --bench -- "bash $RMDEV_TOP/tests/qemu/bench.sh $RMDEV_TOP $accel $RMDEV_TOP/tests/out/bench $runs $ko"

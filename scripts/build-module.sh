@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build rmdev.ko (and the userspace test tools) against the cached kernel.
-# CLIPPY=1 runs clippy over the module as the kernel's `make CLIPPY=1` does.
+# Build rmdev.ko (and the userspace test tools) against the cached test
+# kernel. CLIPPY=1 runs clippy over the module as the kernel's `make CLIPPY=1`
+# does. `--bench` builds a copy of the tree against the bench kernel instead,
+# in tests/out/bench-build, so that the two builds never share objects or
+# generated bindings (the kernels' structure layouts differ).
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-kdir=$(rmdev_kdir)
 cd "$RMDEV_TOP"
-make -s -C "$kdir" M="$RMDEV_TOP" LLVM="$RMDEV_LLVM" \
+if [ "${1:-}" = "--bench" ]; then
+	kdir=$(rmdev_kdir bench)
+	src=$RMDEV_TOP/tests/out/bench-build
+	mkdir -p "$src"
+	# The module's sources only: everything but the build products, the
+	# tools' targets and the test output.
+	git ls-files -co --exclude-standard -- ':!tests' ':!tools' ':!Documentation' |
+		tar -c -T - | tar -x -C "$src"
+else
+	kdir=$(rmdev_kdir test)
+	src=$RMDEV_TOP
+fi
+make -s -C "$kdir" M="$src" LLVM="$RMDEV_LLVM" \
 	RUST_LIB_SRC="$RMDEV_CACHE/rust-lib-src" ${CLIPPY:+CLIPPY=1} modules
-log "built $(du -k rmdev.ko | cut -f1)K rmdev.ko"
+log "built $(du -k "$src/rmdev.ko" | cut -f1)K $src/rmdev.ko"
 cargo build --quiet --release -p vfio-test

@@ -45,12 +45,18 @@ papt_args() {
 		-o APT::Get::AllowUnauthenticated=false
 }
 
-# The kernel build directory of the cached kernel, if one is built.
-kdir_file() { echo "$RMDEV_CACHE/kernel/current"; }
+# The build directory of the cached kernel of a flavour (test, the default,
+# or bench), if one is built.
+kdir_file() {
+	case "${1:-test}" in
+	test) echo "$RMDEV_CACHE/kernel/current" ;;
+	*) echo "$RMDEV_CACHE/kernel/current-$1" ;;
+	esac
+}
 rmdev_kdir() {
 	local f
-	f=$(kdir_file)
-	[ -f "$f" ] || die "no kernel built yet: run scripts/setup.sh (make setup)"
+	f=$(kdir_file "${1:-test}")
+	[ -f "$f" ] || die "no ${1:-test} kernel built yet: run scripts/setup.sh (make setup, or make bench)"
 	cat "$f"
 }
 
@@ -69,7 +75,7 @@ rmdev_accel() {
 	local accel=tcg
 	if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
 		local kdir
-		kdir=$(rmdev_kdir)
+		kdir=$(rmdev_kdir test)
 		if timeout 60 qemu-system-x86_64 -accel kvm -cpu host -m 256 -nodefaults \
 			-no-reboot -display none -serial stdio \
 			-kernel "$kdir/arch/x86/boot/bzImage" \

@@ -7,7 +7,7 @@
 # with LLVM.
 # Each step leaves a stamp in the cache, so a second run does nothing.
 #
-# Usage: scripts/setup.sh [host|tools|kernel|uapi|l2|lint|all]   (default: all)
+# Usage: scripts/setup.sh [host|tools|kernel|bench-kernel|uapi|l2|lint|all]   (default: all)
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -22,7 +22,7 @@ as_root() {
 # host for QEMU 10.0; newer suites never are.
 HOST_PKGS=(flex bison bc libelf-dev libssl-dev cpio kmod make gcc
 	clang-19 lld-19 llvm-19 libclang-19-dev busybox-static udev
-	python3-venv xz-utils zstd mdevctl shellcheck)
+	python3-venv xz-utils zstd mdevctl shellcheck patch)
 # libvirt comes from there too: 11.3 matches that QEMU, and only its build
 # ships the node device driver (the mdev support of virsh nodedev-*) as a
 # package of its own. tests/qemu/libvirt.sh runs these daemons in the VM.
@@ -142,12 +142,27 @@ kmake() {
 	make -s LLVM="$RMDEV_LLVM" RUST_LIB_SRC="$RMDEV_CACHE/rust-lib-src" "$@"
 }
 
+# The kernels, built from Debian's linux-source with kernel/patches applied:
+# "test" (the default: rmdev.config plus the checkers of debug.config), which
+# `make test` and `make run` use, and "bench" (rmdev.config alone), built on
+# the first `make bench` only, so that the checkers' cost is never measured.
+kernel_frags() {
+	case "$1" in
+	test) echo "$RMDEV_TOP/kernel/rmdev.config $RMDEV_TOP/kernel/debug.config" ;;
+	bench) echo "$RMDEV_TOP/kernel/rmdev.config" ;;
+	*) die "unknown kernel flavour $1" ;;
+	esac
+}
+
 setup_kernel() {
-	local frag=$RMDEV_TOP/kernel/rmdev.config
-	# The cache key: the config fragment, the compilers and the recipe's
-	# version (bump RECIPE when build_kernel changes what it produces).
+	local flavour=${1:-test} frags
+	read -r -a frags <<<"$(kernel_frags "$flavour")"
+	# The cache key: the config fragments, the patches, the compilers and the
+	# recipe's version (bump RECIPE when build_kernel changes what it
+	# produces).
 	local key
-	key=$( (cat "$frag" && echo "recipe $RECIPE" && rustc --version && clang-19 --version | head -n1) | sha256sum | cut -c1-12)
+	key=$( (cat "${frags[@]}" && cat_patches && echo "recipe $RECIPE" && rustc --version &&
+		clang-19 --version | head -n1) | sha256sum | cut -c1-12)
 
 	# Any cached 7.2.x kernel built from the same key is good enough: a new
 	# patch release in the archive does not force a rebuild unless asked.
@@ -173,27 +188,47 @@ setup_kernel() {
 			tar -xf "$kdir.x"/usr/src/linux-source-*.tar.xz -C "$kdir.x"
 			mv "$kdir.x/linux-source-$RMDEV_KSERIES" "$kdir"
 			rm -rf "$kdir.x"
-			build_kernel "$kdir" "$frag"
+			apply_patches "$kdir"
+			build_kernel "$kdir" "$flavour" "${frags[@]}"
 		fi
 	fi
-	echo "$kdir" >"$(kdir_file)"
-	log "kernel: $kdir"
+	echo "$kdir" >"$(kdir_file "$flavour")"
+	log "$flavour kernel: $kdir"
+}
+
+# The project's kernel patches (kernel/patches, in order), fixes of bugs the
+# tests reach in code rmdev does not own, each written to be sent upstream.
+cat_patches() {
+	local p
+	for p in "$RMDEV_TOP"/kernel/patches/*.patch; do
+		[ -f "$p" ] && cat "$p"
+	done
+	return 0
+}
+apply_patches() {
+	local p
+	for p in "$RMDEV_TOP"/kernel/patches/*.patch; do
+		[ -f "$p" ] || continue
+		log "applying $(basename "$p")"
+		patch -s -p1 -d "$1" <"$p" || die "$(basename "$p") does not apply to $(basename "$1")"
+	done
 }
 
 build_kernel() {
-	local kdir=$1 frag=$2
+	local kdir=$1 flavour=$2
+	shift 2
 	cd "$kdir"
-	log "configuring $(basename "$kdir")"
+	log "configuring $(basename "$kdir") ($flavour)"
 	# virtme's own defconfig merge reassigns many symbols on purpose; keep
 	# its other messages.
 	local rc=0
 	virtme-configkernel --defconfig 2>&1 >/dev/null | { grep -v 'override: reassigning' >&2 || true; } || rc=$?
 	[ "$rc" = 0 ] || die "virtme-configkernel failed ($rc)"
-	scripts/kconfig/merge_config.sh -m .config "$frag" >/dev/null
+	scripts/kconfig/merge_config.sh -m .config "$@" >/dev/null
 	kmake olddefconfig
 	kmake rustavailable >/dev/null || die "the kernel says Rust is not available with this toolchain"
-	# Every option of the fragment must have survived olddefconfig: a silently
-	# dropped CONFIG_RUST is the classic failure of this route.
+	# Every option of the fragments must have survived olddefconfig: a
+	# silently dropped CONFIG_RUST is the classic failure of this route.
 	local line opt val got
 	while read -r line; do
 		case "$line" in CONFIG_*=*) ;; "# CONFIG_"*" is not set") ;; *) continue ;; esac
@@ -207,8 +242,8 @@ build_kernel() {
 			got=$(grep "^$opt=" .config | cut -d= -f2- || true)
 			[ "$got" = "$val" ] || die "$opt=$val requested, config has '${got:-unset}'"
 		fi
-	done <"$frag"
-	log "building the kernel (about 15 minutes on 2 cores)"
+	done < <(cat "$@")
+	log "building the $flavour kernel (about 20 minutes on 2 cores)"
 	local t0=$SECONDS
 	kmake -j"$(($(nproc) + 1))" all
 	log "kernel built in $((SECONDS - t0)) s"
@@ -220,7 +255,7 @@ build_kernel() {
 # from which tools/vfio-uapi generates the tools' uAPI definitions.
 setup_uapi() {
 	local kdir
-	kdir=$(rmdev_kdir)
+	kdir=$(rmdev_kdir test)
 	[ -f "$kdir/usr/include/linux/vfio.h" ] && [ -f "$kdir/usr/include/linux/iommufd.h" ] && return
 	log "installing the kernel's UAPI headers"
 	kmake -C "$kdir" headers
@@ -240,7 +275,7 @@ L2_RECIPE=1
 
 setup_l2() {
 	local key kver out
-	kver=$(basename "$(rmdev_kdir)" | cut -d- -f2)
+	kver=$(basename "$(rmdev_kdir test)" | cut -d- -f2)
 	key=$( (printf '%s\n' "${L2_OPTS[@]}" "recipe $L2_RECIPE" "$kver" && gcc --version | head -n1) | sha256sum | cut -c1-12)
 	out=$RMDEV_CACHE/l2/kernel-$kver-$key
 	if [ ! -f "$out/.rmdev-built" ]; then
@@ -268,14 +303,15 @@ what=${1:-all}
 case "$what" in
 host) setup_host ;;
 tools) setup_tools ;;
-kernel) setup_kernel ;;
+kernel) setup_kernel test ;;
+bench-kernel) setup_kernel bench ;;
 uapi) setup_uapi ;;
 l2) setup_l2 ;;
 lint) setup_lint ;;
 all)
 	setup_host
 	setup_tools
-	setup_kernel
+	setup_kernel test
 	setup_uapi
 	setup_l2
 	;;

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Boot the cached kernel in QEMU with the host's root file system shared
+# Boot a cached kernel in QEMU with the host's root file system shared
 # read-only (virtme-ng), and run a command in it: scripts/vm.sh -- CMD...
-# With no command it opens a shell. KVM is used when a probe boot shows it
-# really boots a guest; otherwise TCG.
+# With no command it opens a shell. `--bench` boots the bench kernel (no
+# checkers) instead of the test kernel. KVM is used when a probe boot shows
+# it really boots a guest; otherwise TCG.
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-kdir=$(rmdev_kdir)
+flavour="test"
+[ "${1:-}" = "--bench" ] && flavour=bench && shift
+kdir=$(rmdev_kdir "$flavour")
 accel=$(rmdev_accel)
+# The test kernel's checkers must stay on for the whole boot: KASAN prints
+# every report, not only the first (kasan_multi_shot), and 4-level paging
+# avoids a KASAN report under TCG with LA57 at boot (no5lvl), which would
+# taint the kernel and so switch lockdep off before any test ran.
 args=(--run "$kdir" --memory 2G --cpus 2 --rwdir="$RMDEV_TOP/tests/out"
-	--append "kmemleak=on")
+	--append "kmemleak=on no5lvl kasan_multi_shot")
 [ "$accel" = kvm ] || args+=(--disable-kvm)
 mkdir -p "$RMDEV_TOP/tests/out"
 [ "${1:-}" = "--" ] && shift

@@ -248,9 +248,29 @@ wait "$holder"
 check "rmmod rmdev after the fd closes succeeds" rmmod rmdev
 rm -f "$fifo" "$fifo.out"
 
-# Any oops, BUG or warning fails the run.
-bad=$(dmesg | grep -E 'BUG:|WARNING:|Oops|Call Trace|kernel panic|UBSAN|rust_panic' | head -n 5)
+# The checkers' verdict on the whole run, the boot included. A leak
+# anywhere counts (a second scan, after the module is gone, so that an
+# object freed late is not reported); its first report is shown.
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan >/sys/kernel/debug/kmemleak
+	sleep 1
+	echo scan >/sys/kernel/debug/kmemleak
+	leaks=$(grep -c '^unreferenced object' /sys/kernel/debug/kmemleak || true)
+	[ "$leaks" = 0 ]
+	ok $? "kmemleak finds no leak anywhere" "$(head -n 20 /sys/kernel/debug/kmemleak)"
+fi
+# Lockdep must still be on at the end: the first report, or any taint that
+# makes lock debugging unreliable, switches it off silently.
+if [ -r /proc/lockdep_stats ]; then
+	grep -Eq '^ *debug_locks: +1$' /proc/lockdep_stats
+	ok $? "lockdep stayed on for the whole run" "$(grep debug_locks /proc/lockdep_stats)"
+fi
+# Any oops, BUG, warning or checker report fails the run: KASAN and KFENCE
+# ("BUG: KASAN", "BUG: KFENCE"), lockdep ("WARNING: possible ...", "INFO:"),
+# UBSAN, sleeping in atomic context, hung tasks and soft lockups, and the
+# line that says lock debugging was switched off.
+bad=$(dmesg | grep -E 'BUG:|WARNING:|INFO:|Oops|Call Trace|kernel panic|general protection|UBSAN|KFENCE|rust_panic|blocked for more than|Disabling lock debugging|suspected memory leak' | head -n 5)
 [ -z "$bad" ]
-ok $? "no oops, BUG or WARN in the kernel log" "$bad"
+ok $? "no oops, BUG, WARN or checker report in the kernel log" "$bad"
 
 finish
