@@ -60,8 +60,11 @@ impl MigCtl {
 /// The contents of a data file.
 struct FileData {
     /// The stream: produced in full before it is read (saving), or received
-    /// so far (resuming).
-    buf: KVec<u8>,
+    /// so far (resuming). A resuming stream grows with each write, up to
+    /// [`mig::MAX_STREAM`]; `KVVec` lets a large one live in virtually
+    /// contiguous memory rather than demand physically contiguous pages
+    /// (growth by doubling would otherwise ask `kmalloc` for 128 KiB).
+    buf: KVVec<u8>,
     /// Bytes read so far (saving).
     pos: usize,
     /// The device left the state the file belongs to: reads and writes fail.
@@ -96,7 +99,7 @@ impl MigFile {
         name: &'static [u8],
         variant: u32,
         precopy_v2: bool,
-        buf: KVec<u8>,
+        buf: KVVec<u8>,
         precopy: bool,
     ) -> Result<Arc<Self>> {
         Arc::pin_init(
@@ -133,7 +136,7 @@ impl MigFile {
     fn disable(&self) {
         let mut d = self.data.lock();
         d.disabled = true;
-        d.buf = KVec::new();
+        d.buf = KVVec::new();
         d.pos = 0;
     }
 }
@@ -294,7 +297,7 @@ impl<D: PciDevice> PciCore<D> {
     /// The stream's records `r` for the device's current state, in a new
     /// buffer: allocated outside the lock (a spinlock) at the length counted
     /// the first time, then written under it.
-    fn snapshot(&self, sizes: &mut [usize; 3], r: Records) -> Result<KVec<u8>> {
+    fn snapshot(&self, sizes: &mut [usize; 3], r: Records) -> Result<KVVec<u8>> {
         let slot = sizes.get_mut(r.slot()).ok_or(EINVAL)?;
         if *slot == 0 {
             let g = self.inner.lock();
@@ -303,7 +306,7 @@ impl<D: PciDevice> PciCore<D> {
             *slot = w.len();
         }
         let n = *slot;
-        let mut buf = KVec::from_elem(0u8, n, GFP_KERNEL_ACCOUNT)?;
+        let mut buf = KVVec::from_elem(0u8, n, GFP_KERNEL_ACCOUNT)?;
         let g = self.inner.lock();
         let mut w = Writer::new(&mut buf);
         // A device whose saved size changed (against the hook's contract)
@@ -370,7 +373,7 @@ impl<D: PciDevice> PciCore<D> {
     fn step(&self, ctl: &mut MigCtl, next: MigState, v2: bool) -> Result<Option<DataFile>> {
         let id = self.mig_id();
         let file =
-            |buf: KVec<u8>, precopy: bool| MigFile::new(id.name, id.variant, v2, buf, precopy);
+            |buf: KVVec<u8>, precopy: bool| MigFile::new(id.name, id.variant, v2, buf, precopy);
         let step = mig::arc(ctl.state, next).ok_or(EINVAL)?;
         let out = match step {
             Step::Nothing => None,
@@ -421,7 +424,7 @@ impl<D: PciDevice> PciCore<D> {
                 None
             }
             Step::StartResume => {
-                let f = file(KVec::new(), false)?;
+                let f = file(KVVec::new(), false)?;
                 let df = DataFile::new(f.clone(), true)?;
                 ctl.resuming = Some(f);
                 Some(df)
