@@ -265,6 +265,8 @@ libvirt_tests() {
 	ok $? "libvirt L2: the domain stops by itself when the guest reboots" \
 		"$(lvirsh domstate --reason "$LV_DOM" 2>&1) $(tail -n 2 "/var/log/libvirt/qemu/$LV_DOM.log" | tr '\n' ' ')"
 	echo "# libvirt L2 domain ran $((SECONDS - t1)) s"
+	# The whole console stays with the run's output, for a failure's oops.
+	cp "$log" "$TOP/tests/out/libvirt-l2-console.log" 2>/dev/null
 	renumber < <(grep -E '^(#|(not )?ok - )' "$log" | tr -d '\r' | sed 's/^# /# libvirt /; s/^\(\(not \)\{0,1\}ok - \)/\1libvirt /')
 	grep -q '^ok - L2 device 00:04.0 has 2 serial ports' "$log"
 	ok $? "libvirt L2: the guest found the instance's 2 ports at 00:04.0"
