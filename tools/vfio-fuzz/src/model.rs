@@ -60,6 +60,8 @@ pub(crate) enum Expect {
     /// A zero-length access: 0 or `EINVAL` (regions that cannot be accessed
     /// at all refuse even these).
     ZeroOrInval,
+    /// A refused access from a bad buffer: `EINVAL` or `EFAULT`.
+    InvalOrFault,
 }
 
 impl Expect {
@@ -67,6 +69,7 @@ impl Expect {
         match self {
             Expect::Is(w) => r == w,
             Expect::ZeroOrInval => r == Ok(0) || r == Err(libc::EINVAL),
+            Expect::InvalOrFault => r == Err(libc::EINVAL) || r == Err(libc::EFAULT),
         }
     }
 }
