@@ -504,8 +504,11 @@ impl<'a> Fuzz<'a> {
             errs(r, &[libc::EINVAL])
         } else if data_kind == VFIO_IRQ_SET_DATA_EVENTFD {
             // ENOTTY: an action the index does not support (vfio-pci's
-            // answer too, e.g. MASK on MSI).
-            is(r, &[libc::EINVAL, libc::ENOTTY, libc::EBADF])
+            // answer too, e.g. MASK on MSI); EBUSY: an unmask irqfd is
+            // armed already (as vfio-pci's virqfd).
+            let busy = action == VFIO_IRQ_SET_ACTION_UNMASK && flags & 0x3f == data_kind | action;
+            let e = [libc::EINVAL, libc::ENOTTY, libc::EBADF, libc::EBUSY];
+            is(r, &e[..if busy { 4 } else { 3 }])
         } else {
             is(r, &[libc::EINVAL, libc::ENOTTY])
         };
