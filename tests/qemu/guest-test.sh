@@ -213,7 +213,7 @@ libvirt_tests "$L2K" "$L2I"
 
 # A short fixed-seed slice of the device-fd fuzzer on every type (`make
 # fuzz` runs 10^6 calls per type with a new seed).
-fuzz_tests 30000 1
+fuzz_tests 20000 1
 
 # Leak check while the module is loaded (its symbols resolve in reports).
 if [ -w /sys/kernel/debug/kmemleak ]; then
