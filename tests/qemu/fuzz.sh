@@ -19,7 +19,10 @@ fuzz_tests() {
 			ok 1 "fuzz $type: $calls calls" "cannot create an instance"
 			continue
 		fi
-		"$fz" --calls "$calls" ${seed:+--seed "$seed"} "/sys/bus/mdev/devices/$u" >"$log" 2>&1
+		# A generous bound (100 calls/s), so that a call that never returns
+		# ends the test rather than the run.
+		timeout -k 10 $((600 + calls / 100)) \
+			"$fz" --calls "$calls" ${seed:+--seed "$seed"} "/sys/bus/mdev/devices/$u" >"$log" 2>&1
 		rc=$?
 		grep -E '^vfio-fuzz: (seed|type|reproduce)' "$log" | sed 's/^/# /'
 		ok "$rc" "fuzz $type: $calls calls" "$(grep -m 3 FAIL "$log" || tail -n 3 "$log")"
