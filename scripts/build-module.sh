@@ -25,4 +25,4 @@ fi
 make -s -C "$kdir" M="$src" LLVM="$RMDEV_LLVM" \
 	RUST_LIB_SRC="$RMDEV_CACHE/rust-lib-src" ${CLIPPY:+CLIPPY=1} modules
 log "built $(du -k "$src/rmdev.ko" | cut -f1)K $src/rmdev.ko"
-cargo build --quiet --release -p vfio-test
+cargo build --quiet --release -p vfio-test -p vfio-fuzz

@@ -23,6 +23,8 @@ L2I=${3:-}
 . "$TOP/tests/qemu/libvirt.sh"
 # shellcheck source=migrate.sh
 . "$TOP/tests/qemu/migrate.sh"
+# shellcheck source=fuzz.sh
+. "$TOP/tests/qemu/fuzz.sh"
 VT=$TOP/target/release/vfio-test
 KO=$TOP/rmdev.ko
 SUPP=/sys/class/mdev_bus
@@ -209,13 +211,13 @@ fi
 # libvirt's node devices and a libvirt domain with an rmdev hostdev.
 libvirt_tests "$L2K" "$L2I"
 
+# A short fixed-seed slice of the device-fd fuzzer on every type (`make
+# fuzz` runs 10^6 calls per type with a new seed).
+fuzz_tests 20000 1
+
 # Leak check while the module is loaded (its symbols resolve in reports).
 if [ -w /sys/kernel/debug/kmemleak ]; then
-	echo scan >/sys/kernel/debug/kmemleak
-	sleep 1
-	echo scan >/sys/kernel/debug/kmemleak
-	leaks=$(grep -c rmdev /sys/kernel/debug/kmemleak || true)
-	expect_eq "kmemleak finds no rmdev allocation leaked" "$leaks" 0
+	expect_eq "kmemleak finds no rmdev allocation leaked" "$(kmemleak_scan rmdev)" 0
 fi
 
 # rmmod with instances and no open fds removes them all.
@@ -252,11 +254,7 @@ rm -f "$fifo" "$fifo.out"
 # anywhere counts (a second scan, after the module is gone, so that an
 # object freed late is not reported); its first report is shown.
 if [ -w /sys/kernel/debug/kmemleak ]; then
-	echo scan >/sys/kernel/debug/kmemleak
-	sleep 1
-	echo scan >/sys/kernel/debug/kmemleak
-	leaks=$(grep -c '^unreferenced object' /sys/kernel/debug/kmemleak || true)
-	[ "$leaks" = 0 ]
+	[ "$(kmemleak_scan)" = 0 ]
 	ok $? "kmemleak finds no leak anywhere" "$(head -n 20 /sys/kernel/debug/kmemleak)"
 fi
 # Lockdep must still be on at the end: the first report, or any taint that
@@ -265,11 +263,8 @@ if [ -r /proc/lockdep_stats ]; then
 	grep -Eq '^ *debug_locks: +1$' /proc/lockdep_stats
 	ok $? "lockdep stayed on for the whole run" "$(grep debug_locks /proc/lockdep_stats)"
 fi
-# Any oops, BUG, warning or checker report fails the run: KASAN and KFENCE
-# ("BUG: KASAN", "BUG: KFENCE"), lockdep ("WARNING: possible ...", "INFO:"),
-# UBSAN, sleeping in atomic context, hung tasks and soft lockups, and the
-# line that says lock debugging was switched off.
-bad=$(dmesg | grep -E 'BUG:|WARNING:|INFO:|Oops|Call Trace|kernel panic|general protection|UBSAN|KFENCE|rust_panic|blocked for more than|Disabling lock debugging|suspected memory leak' | head -n 5)
+# Any oops, BUG, warning or checker report fails the run (lib.sh says which).
+bad=$(checker_reports)
 [ -z "$bad" ]
 ok $? "no oops, BUG, WARN or checker report in the kernel log" "$bad"
 

@@ -127,3 +127,24 @@ expect_eq() {
 }
 
 new_uuid() { cat /proc/sys/kernel/random/uuid; }
+
+# checker_reports: the first lines of the kernel log that report an oops, a
+# BUG, a warning or a checker's finding: KASAN and KFENCE ("BUG: KASAN",
+# "BUG: KFENCE"), lockdep ("WARNING: possible ...", "INFO:"), UBSAN,
+# sleeping in atomic context, hung tasks and soft lockups, kmemleak, and the
+# line that says lock debugging was switched off. Empty when there is none.
+checker_reports() {
+	dmesg | grep -E 'BUG:|WARNING:|INFO:|Oops|Call Trace|kernel panic|general protection|UBSAN|KFENCE|rust_panic|blocked for more than|Disabling lock debugging|suspected memory leak' | head -n 5
+}
+
+# kmemleak_scan [PATTERN]: scans for leaks twice (an object freed late is
+# not reported) and prints how many reports match PATTERN (every report by
+# default); prints nothing when kmemleak is not available.
+kmemleak_scan() {
+	local f=/sys/kernel/debug/kmemleak
+	[ -w "$f" ] || return 0
+	echo scan >"$f"
+	sleep 1
+	echo scan >"$f"
+	grep -c "${1:-^unreferenced object}" "$f" || true
+}

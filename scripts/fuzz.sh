@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make fuzz`: the host fuzz targets (if the workspace has a `host-fuzz`
+# package), then one boot of the test (debug) kernel that fuzzes every rmdev
+# type's device fd with tools/vfio-fuzz (tests/qemu/fuzz-guest.sh) and
+# fails on any fuzzer failure, leak, lockdep or other checker report.
+# CALLS=N sets the calls per type (default 10^6), SEED=S the seed (random
+# and printed by default). The guest's log is tests/out/fuzz.log, each
+# type's fuzzer output tests/out/fuzz-TYPE.log.
+
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$RMDEV_TOP"
+CALLS=${CALLS:-1000000}
+SEED=${SEED:-}
+out=$RMDEV_TOP/tests/out
+mkdir -p "$out"
+
+# Hook for the host fuzz targets of the kernel-free code: run when the
+# workspace has a `host-fuzz` package (tools/host-fuzz), skipped otherwise.
+if cargo metadata --quiet --no-deps --format-version 1 | grep -q '"name":"host-fuzz"'; then
+	log "host fuzz targets (cargo run --release -p host-fuzz)"
+	cargo run --quiet --release -p host-fuzz
+fi
+
+kdir=$(rmdev_kdir test)
+log "fuzzing every rmdev type's device fd, $CALLS calls each, in the test VM ($(rmdev_accel))"
+t0=$SECONDS
+"$RMDEV_TOP/scripts/vm.sh" -- \
+	"RMDEV_KDIR=$kdir bash $RMDEV_TOP/tests/qemu/fuzz-guest.sh $RMDEV_TOP $CALLS $SEED" |
+	tee "$out/fuzz.log"
+log "the fuzz VM took $((SECONDS - t0)) s"
+grep -h '^vfio-fuzz: type' "$out"/fuzz-*.log || true
+python3 "$RMDEV_TOP/tests/qemu/ktap_verdict.py" "$kdir" "$out/fuzz.log" "$out/fuzz-ktap.txt"
