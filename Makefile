@@ -17,7 +17,7 @@ module: setup
 	@$(S)/build-module.sh
 
 test-host:
-	cargo test --quiet
+	cargo test --quiet --workspace
 
 # Style gates: default rustfmt over every crate, clippy over host code with
 # warnings as errors (the module goes through clippy in `make test`), and
