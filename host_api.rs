@@ -688,3 +688,38 @@ impl Card {
         Ok(())
     }
 }
+
+/// `parse_bool` (`sysfs/parse.rs`): what a boolean attribute accepts.
+pub fn parse_bool(input: &[u8]) -> Option<bool> {
+    crate::sysfs::parse::parse_bool(input)
+}
+
+/// The shared pool of ports (`sysfs/pool.rs`).
+pub struct Pool(crate::sysfs::pool::Pool);
+
+impl Pool {
+    /// A full pool of `capacity` units.
+    pub fn new(capacity: u32) -> Self {
+        Self(crate::sysfs::pool::Pool::new(capacity))
+    }
+
+    /// Takes `n` units, or none.
+    pub fn try_take(&self, n: u32) -> bool {
+        self.0.try_take(n)
+    }
+
+    /// Returns `n` units.
+    pub fn give(&self, n: u32) {
+        self.0.give(n)
+    }
+
+    /// Units free now.
+    pub fn free(&self) -> u32 {
+        self.0.free()
+    }
+
+    /// Instances of `per` units that fit now.
+    pub fn available(&self, per: u32) -> u32 {
+        self.0.available(per)
+    }
+}

@@ -6,7 +6,8 @@
 //! random operation sequences and checks every result against a small model
 //! written here from the specifications, not from the code: configuration
 //! space (`config`), `VFIO_DEVICE_SET_IRQS` (`irqs`), the migration stream
-//! (`stream`) and the 16550A ports (`uart`). A case is one short sequence on
+//! (`stream`), the 16550A ports (`uart`) and the sysfs attribute parsing
+//! and port pool (`sysfs`). A case is one short sequence on
 //! a fresh device, generated from the run's seed and the case's index only,
 //! so `--seed S --case I` replays a failure alone.
 //!
@@ -18,6 +19,7 @@ mod config;
 mod irqs;
 mod rng;
 mod stream;
+mod sysfs;
 mod uart;
 
 use rng::Rng;
@@ -55,11 +57,12 @@ pub fn run<T: Target>(seed: u64, first: u64, n: u64, mutant: u32) -> Result<(), 
     Ok(())
 }
 
-const TARGETS: [&str; 4] = [
+const TARGETS: [&str; 5] = [
     config::Fuzz::NAME,
     irqs::Fuzz::NAME,
     stream::Fuzz::NAME,
     uart::Fuzz::NAME,
+    sysfs::Fuzz::NAME,
 ];
 
 fn run_named(name: &str, seed: u64, first: u64, n: u64) -> Result<(), Failure> {
@@ -67,6 +70,7 @@ fn run_named(name: &str, seed: u64, first: u64, n: u64) -> Result<(), Failure> {
         config::Fuzz::NAME => run::<config::Fuzz>(seed, first, n, 0),
         irqs::Fuzz::NAME => run::<irqs::Fuzz>(seed, first, n, 0),
         stream::Fuzz::NAME => run::<stream::Fuzz>(seed, first, n, 0),
+        sysfs::Fuzz::NAME => run::<sysfs::Fuzz>(seed, first, n, 0),
         _ => run::<uart::Fuzz>(seed, first, n, 0),
     }
 }
@@ -186,6 +190,11 @@ mod tests {
     #[test]
     fn uart_slice() {
         slice::<uart::Fuzz>();
+    }
+
+    #[test]
+    fn sysfs_slice() {
+        slice::<sysfs::Fuzz>();
     }
 
     /// Every mutant of `T` (1..=`n`) is caught within the slice.
