@@ -723,3 +723,67 @@ impl Pool {
         self.0.available(per)
     }
 }
+
+/// Where one run of a BAR access goes (`emul/rdwr.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunTarget {
+    /// Reads return this byte, writes are dropped.
+    Fill(u8),
+    /// The BAR's plain memory, at this offset into it.
+    Memory(u64),
+    /// The device, at this offset of the BAR.
+    Device(u64),
+}
+
+/// The runs `(at, len, target)` of an access of `len` bytes at `off` of a
+/// BAR whose MSI-X table, PBA and memory are `table`, `pba` and `memory`.
+pub fn bar_runs(
+    table: core::ops::Range<u64>,
+    pba: core::ops::Range<u64>,
+    memory: core::ops::Range<u64>,
+    off: u64,
+    len: usize,
+) -> Vec<(usize, usize, RunTarget)> {
+    use super::emul::rdwr::{BarParts, Target};
+    let p = BarParts { table, pba, memory };
+    p.runs(off, len)
+        .map(|r| {
+            let t = match r.target {
+                Target::Fill(b) => RunTarget::Fill(b),
+                Target::Memory(o) => RunTarget::Memory(o),
+                Target::Device(o) => RunTarget::Device(o),
+            };
+            (r.at, r.len, t)
+        })
+        .collect()
+}
+
+/// `region::decode`: `(index, offset, count)` of a `pread`/`pwrite` at
+/// `pos` of `count` bytes, region `i` being `sizes[i]` bytes long (`None`:
+/// no such region).
+pub fn region_decode(pos: i64, count: usize, sizes: &[Option<u64>]) -> Result<(u32, u64, usize)> {
+    let a = super::emul::region::decode(pos, count, |i| sizes.get(i as usize).copied().flatten())?;
+    Ok((a.index, a.offset, a.count))
+}
+
+/// `region::decode_mmap`: `(index, area offset, len)` of an `mmap()` at
+/// page `pgoff` of `len` bytes, region `i`'s areas being the `(offset,
+/// size)` pairs `areas[i]` lists (at most two).
+pub fn region_decode_mmap(
+    pgoff: u64,
+    len: u64,
+    page_shift: u32,
+    areas: &[Vec<(u64, u64)>],
+) -> Result<(u32, u64, u64)> {
+    use super::emul::region::{Area, MAX_AREAS};
+    let m = super::emul::region::decode_mmap(pgoff, len, page_shift, |i| {
+        let mut out = [None; MAX_AREAS];
+        if let Some(list) = areas.get(i as usize) {
+            for (o, &(offset, size)) in out.iter_mut().zip(list) {
+                *o = Some(Area { offset, size });
+            }
+        }
+        out
+    })?;
+    Ok((m.index, m.area_offset, m.len))
+}

@@ -6,8 +6,9 @@
 //! random operation sequences and checks every result against a small model
 //! written here from the specifications, not from the code: configuration
 //! space (`config`), `VFIO_DEVICE_SET_IRQS` (`irqs`), the migration stream
-//! (`stream`), the 16550A ports (`uart`) and the sysfs attribute parsing
-//! and port pool (`sysfs`). A case is one short sequence on
+//! (`stream`), the 16550A ports (`uart`), the sysfs attribute parsing
+//! and port pool (`sysfs`), and region addressing and BAR access splitting
+//! (`region`). A case is one short sequence on
 //! a fresh device, generated from the run's seed and the case's index only,
 //! so `--seed S --case I` replays a failure alone.
 //!
@@ -17,6 +18,7 @@
 
 mod config;
 mod irqs;
+mod region;
 mod rng;
 mod stream;
 mod sysfs;
@@ -57,12 +59,13 @@ pub fn run<T: Target>(seed: u64, first: u64, n: u64, mutant: u32) -> Result<(), 
     Ok(())
 }
 
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     config::Fuzz::NAME,
     irqs::Fuzz::NAME,
     stream::Fuzz::NAME,
     uart::Fuzz::NAME,
     sysfs::Fuzz::NAME,
+    region::Fuzz::NAME,
 ];
 
 fn run_named(name: &str, seed: u64, first: u64, n: u64) -> Result<(), Failure> {
@@ -71,6 +74,7 @@ fn run_named(name: &str, seed: u64, first: u64, n: u64) -> Result<(), Failure> {
         irqs::Fuzz::NAME => run::<irqs::Fuzz>(seed, first, n, 0),
         stream::Fuzz::NAME => run::<stream::Fuzz>(seed, first, n, 0),
         sysfs::Fuzz::NAME => run::<sysfs::Fuzz>(seed, first, n, 0),
+        region::Fuzz::NAME => run::<region::Fuzz>(seed, first, n, 0),
         _ => run::<uart::Fuzz>(seed, first, n, 0),
     }
 }
@@ -195,6 +199,11 @@ mod tests {
     #[test]
     fn sysfs_slice() {
         slice::<sysfs::Fuzz>();
+    }
+
+    #[test]
+    fn region_slice() {
+        slice::<region::Fuzz>();
     }
 
     /// Every mutant of `T` (1..=`n`) is caught within the slice.
