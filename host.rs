@@ -15,6 +15,10 @@
 /// The kernel-free part of the library.
 pub mod vfio_pci_core {
     pub mod emul;
+    /// Host-only: `pub` wrappers for `tools/host-fuzz` (Kbuild never
+    /// compiles this file).
+    #[path = "../host_api.rs"]
+    pub mod host_api;
 }
 
 /// The kernel-free part of the type lifecycle.

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make fuzz`: the host fuzz targets (if the workspace has a `host-fuzz`
-# package), then one boot of the test (debug) kernel that fuzzes every rmdev
+# `make fuzz`: the host fuzz targets, then one boot of the test (debug) kernel that fuzzes every rmdev
 # type's device fd with tools/vfio-fuzz (tests/qemu/fuzz-guest.sh) and
 # fails on any fuzzer failure, leak, lockdep or other checker report.
 # CALLS=N sets the calls per type (default 10^6), SEED=S the seed (random
@@ -17,12 +16,10 @@ SEED=${SEED:-}
 out=$RMDEV_TOP/tests/out
 mkdir -p "$out"
 
-# Hook for the host fuzz targets of the kernel-free code: run when the
-# workspace has a `host-fuzz` package (tools/host-fuzz), skipped otherwise.
-if cargo metadata --quiet --no-deps --format-version 1 | grep -q '"name":"host-fuzz"'; then
-	log "host fuzz targets (cargo run --release -p host-fuzz)"
-	cargo run --quiet --release -p host-fuzz
-fi
+# First the host fuzz targets of the kernel-free code (tools/host-fuzz,
+# 10^7 cases per target unless CASES says otherwise; each prints its seed).
+log "host fuzz targets (cargo run --release -p host-fuzz)"
+cargo run --quiet --release -p host-fuzz -- --target all ${CASES:+--cases "$CASES"}
 
 kdir=$(rmdev_kdir test)
 log "fuzzing every rmdev type's device fd, $CALLS calls each, in the test VM ($(rmdev_accel))"

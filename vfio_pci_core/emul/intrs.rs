@@ -498,6 +498,20 @@ pub(crate) fn set_irqs<H: IrqHost>(
         return Ok(());
     }
 
+    // A request no handler takes fails before its descriptors are looked
+    // at, as in vfio-pci: mask and unmask exist for INTx only, and INTx
+    // masking never reads its eventfd.
+    match (s.index, s.action, s.data) {
+        (VFIO_PCI_INTX_IRQ_INDEX, IrqAction::Mask, IrqData::EventFd) => {
+            if host.locked(|c| c.irqs.mode) != IrqMode::Intx || s.start != 0 || count != 1 {
+                return Err(Errno::Inval.into());
+            }
+            return Err(Errno::NoTty.into());
+        }
+        (VFIO_PCI_INTX_IRQ_INDEX, _, _) | (_, IrqAction::Trigger, _) => {}
+        _ => return Err(Errno::NoTty.into()),
+    }
+
     // Declared before `old`, so dropped after it; both after the lock.
     let mut new: [Option<H::Fd>; VECTORS] = [const { None }; VECTORS];
     if s.data == IrqData::EventFd {

@@ -91,13 +91,22 @@ impl Iterator for Runs<'_> {
         let list = self.parts.list();
         let inside = list
             .iter()
-            .find(|(r, _)| r.contains(&pos))
-            .map(|(r, fill)| {
+            .enumerate()
+            .find(|(_, (r, _))| r.contains(&pos))
+            .map(|(k, (r, fill))| {
                 let target = match fill {
                     Some(b) => Target::Fill(*b),
                     None => Target::Memory(pos - r.start),
                 };
-                (Some(r.end), target)
+                // An earlier part that begins inside this one wins from
+                // its start: the run stops there.
+                let end = list
+                    .get(..k)
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter(|(e, _)| !e.is_empty() && e.start > pos)
+                    .fold(r.end, |end, (e, _)| end.min(e.start));
+                (Some(end), target)
             });
         // Outside every part, the run ends where the next part starts, or
         // with the access.
@@ -215,6 +224,37 @@ mod tests {
             runs(&p, 0, 0x20),
             [
                 (0, 0x10, Target::Fill(0xff)),
+                (0x10, 8, Target::Fill(0)),
+                (0x18, 8, Target::Memory(0x18)),
+            ]
+        );
+    }
+
+    /// Found by `tools/host-fuzz`: a run that starts in a later part stops
+    /// where an earlier part begins inside it, which then wins.
+    #[test]
+    fn an_earlier_part_inside_a_later_one_wins_from_its_start() {
+        let p = BarParts {
+            table: 0x80..0x100,
+            pba: 0xc0..0x100,
+            memory: 0x30..0x100,
+        };
+        assert_eq!(
+            runs(&p, 0x70, 0x20),
+            [
+                (0, 0x10, Target::Memory(0x40)),
+                (0x10, 0x10, Target::Fill(0xff)),
+            ]
+        );
+        let p = BarParts {
+            table: 0..0,
+            pba: 0x10..0x18,
+            memory: 0..0x1000,
+        };
+        assert_eq!(
+            runs(&p, 0, 0x20),
+            [
+                (0, 0x10, Target::Memory(0)),
                 (0x10, 8, Target::Fill(0)),
                 (0x18, 8, Target::Memory(0x18)),
             ]
