@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make fuzz`: the host fuzz targets, then one boot of the test (debug) kernel that fuzzes every rmdev
-# type's device fd with tools/vfio-fuzz (tests/qemu/fuzz-guest.sh) and
-# fails on any fuzzer failure, leak, lockdep or other checker report.
-# CALLS=N sets the calls per type (default 10^6), SEED=S the seed (random
-# and printed by default). The guest's log is tests/out/fuzz.log, each
+# `make fuzz`: the host fuzz targets (tools/host-fuzz; CASES=N cases per
+# target, default 10^7), then one boot of the test (debug) kernel that
+# fuzzes every rmdev type's device fd with tools/vfio-fuzz
+# (tests/qemu/fuzz-guest.sh) and fails on any fuzzer failure, leak, lockdep
+# or other checker report. CALLS=N sets the calls per type (default 10^6),
+# SEED=S the device fuzzer's seed (random and printed by default). The guest's log is tests/out/fuzz.log, each
 # type's fuzzer output tests/out/fuzz-TYPE.log.
 
 set -euo pipefail
