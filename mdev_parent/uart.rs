@@ -211,6 +211,7 @@ impl Uart {
     }
 
     /// The highest-priority pending interrupt, as IIR bits 3:0.
+    #[inline(always)]
     fn pending(&self) -> u8 {
         if self.ier & IER_RLSI != 0 && self.lsr & (LSR_OE | LSR_BI_FE_PE) != 0 {
             IIR_RLSI
@@ -232,6 +233,7 @@ impl Uart {
     }
 
     /// Whether the port asserts its interrupt.
+    #[inline(always)]
     pub(crate) fn irq(&self) -> bool {
         self.pending() != IIR_NO_INT
     }
@@ -267,6 +269,7 @@ impl Uart {
     }
 
     /// A guest read of register `reg` (0-7).
+    #[inline(always)]
     pub(crate) fn read(&mut self, reg: u64) -> u8 {
         match reg {
             off::RBR_THR_DLL if self.dlab() => self.dll,
@@ -311,6 +314,7 @@ impl Uart {
     }
 
     /// A guest write of `v` to register `reg` (0-7).
+    #[inline(always)]
     pub(crate) fn write(&mut self, reg: u64, v: u8) {
         match reg {
             off::RBR_THR_DLL if self.dlab() => self.dll = v,

@@ -441,12 +441,20 @@ impl ConfigSpace {
     ///
     /// Fails with `EINVAL`, changing nothing, if any byte lies outside
     /// configuration space (past [`ConfigSpace::size`]).
+    #[inline(always)]
     pub(crate) fn write(&mut self, off: usize, data: &[u8]) -> EResult {
         let r = self.range(off, data.len())?;
         // Extended space holds nothing writable: only the stored bytes take
         // the write (the zip below stops at the shorter side).
         let r = r.start.min(CFG_SIZE)..r.end.min(CFG_SIZE);
-        let state = self.power_state();
+        // Only a write that reaches the power state field can change it; the
+        // check below is skipped for every other write.
+        let pm_ctrl = self.pm + cap::PM_CTRL;
+        let state = if self.pm != 0 && r.contains(&pm_ctrl) {
+            self.power_state()
+        } else {
+            None
+        };
         let (Some(val), Some(write), Some(rw1c)) = (
             self.val.get_mut(r.clone()),
             self.write.get(r.clone()),
@@ -470,8 +478,8 @@ impl ConfigSpace {
         }
         // A power state the capability does not offer: the write completes
         // and the state stays.
-        if let (Some(old), Some(1 | 2)) = (state, self.power_state()) {
-            if let Some(b) = self.val.get_mut(self.pm + cap::PM_CTRL) {
+        if let Some(old) = state {
+            if let (Some(1 | 2), Some(b)) = (self.power_state(), self.val.get_mut(pm_ctrl)) {
                 *b = (*b & !(cap::PM_CTRL_STATE_MASK as u8)) | old;
             }
         }
