@@ -367,10 +367,6 @@ impl Uart {
     }
 
     /// Bytes a port's registers take in the migration stream.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "only the tests size a port's section")
-    )]
     pub(crate) const SAVED_SIZE: usize = 1 + FIFO_SIZE + 10;
 
     /// Writes the guest-visible state for migration: the receive FIFO (its
@@ -380,22 +376,21 @@ impl Uart {
     /// wiring and the counters belong to the instance, not the guest, and
     /// stay behind.
     pub(crate) fn save(&self, w: &mut Writer<'_>) -> EResult {
-        w.u8(self.rx.len as u8)?;
-        for i in 0..FIFO_SIZE {
-            let b = if i < self.rx.len {
-                self.rx.buf[(self.rx.head + i) % FIFO_SIZE]
-            } else {
-                0
-            };
-            w.u8(b)?;
+        // Assembled here and written in one piece.
+        let mut b = [0u8; Self::SAVED_SIZE];
+        let (len, rest) = b.split_at_mut(1);
+        let (fifo, regs) = rest.split_at_mut(FIFO_SIZE);
+        len[0] = self.rx.len as u8;
+        for (i, d) in fifo.iter_mut().take(self.rx.len).enumerate() {
+            *d = self.rx.buf[(self.rx.head + i) % FIFO_SIZE];
         }
-        for v in [
+        let thri = self.thri_pending.into();
+        let all = [
             self.ier, self.fcr, self.lcr, self.mcr, self.lsr, self.msr, self.scr, self.dll,
-            self.dlm,
-        ] {
-            w.u8(v)?;
-        }
-        w.u8(self.thri_pending.into())
+            self.dlm, thri,
+        ];
+        regs.copy_from_slice(&all);
+        w.bytes(&b)
     }
 
     /// Loads what [`Self::save`] wrote. Every field is checked before any
@@ -589,6 +584,19 @@ mod tests {
         u.save(&mut w).unwrap();
         assert_eq!(w.len(), Uart::SAVED_SIZE);
         buf.to_vec()
+    }
+
+    #[test]
+    fn saved_bytes_keep_their_layout() {
+        let mut u = Uart::new();
+        u.write(off::SCR, 0x5a);
+        u.write(off::RBR_THR_DLL, b'x');
+        let mut want = [0u8; Uart::SAVED_SIZE];
+        want[0] = 1;
+        want[1] = b'x';
+        // IER, FCR, LCR, MCR, LSR, MSR, SCR, DLL, DLM, THR-empty pending.
+        want[17..].copy_from_slice(&[0, 0, 0, 0, 0x61, 0xb0, 0x5a, 12, 0, 1]);
+        assert_eq!(saved(&u), want);
     }
 
     #[test]
