@@ -40,14 +40,18 @@ impl Drop for Serial {
 /// Per-instance mutable state: the ports.
 pub(crate) struct SerialState {
     ports: [Uart; 2],
+    /// The ports the card has (the others have no BAR and stay idle).
+    count: usize,
 }
 
 impl SerialState {
+    /// Sets the card's interrupt line from its ports' interrupts.
     #[inline(always)]
-    fn update_irq(&self, n: usize, ctx: &mut Ctx) {
-        // A plain loop: this runs on every register access.
+    fn update_irq(&self, ctx: &mut Ctx) {
+        // A plain loop over the card's ports: this runs on every register
+        // access.
         let mut level = false;
-        for p in self.ports.iter().take(n) {
+        for p in self.ports.iter().take(self.count) {
             level |= p.irq();
         }
         ctx.set_irq(level);
@@ -96,7 +100,6 @@ impl PciDevice for Serial {
 
     #[inline(always)]
     fn bar_read(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &mut [u8]) {
-        let n = state.ports.len();
         if let Some(port) = state.ports.get_mut(bar) {
             // The library checked `off + data.len()` against the BAR's size,
             // so the register offsets cannot wrap.
@@ -104,18 +107,17 @@ impl PciDevice for Serial {
                 *b = port.read(off.wrapping_add(i as u64));
             }
         }
-        state.update_irq(n, ctx);
+        state.update_irq(ctx);
     }
 
     #[inline(always)]
     fn bar_write(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &[u8]) {
-        let n = state.ports.len();
         if let Some(port) = state.ports.get_mut(bar) {
             for (i, &b) in data.iter().enumerate() {
                 port.write(off.wrapping_add(i as u64), b);
             }
         }
-        state.update_irq(n, ctx);
+        state.update_irq(ctx);
     }
 
     fn reset(state: &mut SerialState, ctx: &mut Ctx) {
@@ -174,6 +176,7 @@ impl Serial {
         };
         let state = SerialState {
             ports: [Uart::new(), Uart::new()],
+            count: (t.ports as usize).min(card::MAX_PORTS),
         };
         KBox::pin_init(PciCore::new(dev, state)?, GFP_KERNEL)
     }

@@ -204,8 +204,7 @@ impl<D: PciDevice> PciCore<D> {
         buf: &mut [u8],
         write: bool,
     ) -> Result {
-        let parts = self.parts.get(bar).ok_or(EINVAL)?;
-        if parts.is_empty() {
+        if self.whole.get(bar).copied().unwrap_or(false) {
             if write {
                 D::bar_write(dev, ctx, bar, off, buf);
             } else {
@@ -213,6 +212,7 @@ impl<D: PciDevice> PciCore<D> {
             }
             return Ok(());
         }
+        let parts = self.parts.get(bar).ok_or(EINVAL)?;
         for run in parts.runs(off, buf.len()) {
             let chunk = buf.get_mut(run.at..run.at + run.len).ok_or(EINVAL)?;
             match (run.target, write) {
