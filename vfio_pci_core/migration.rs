@@ -68,6 +68,11 @@ struct Stream {
     inline: [u8; INLINE],
     /// Bytes used of `inline`; zero once the stream is in `heap`.
     len: usize,
+    /// Bytes of `inline` that may be non-zero: those from here on are zero,
+    /// so growing into them needs no clearing (a new file's stream is
+    /// written or received once, and clearing it again would double the
+    /// bytes a migration cycle moves).
+    dirty: usize,
     /// The stream once it outgrew `inline`. A resuming stream grows with
     /// each write, up to [`mig::MAX_STREAM`]; `KVVec` lets a large one live
     /// in virtually contiguous memory rather than demand physically
@@ -81,6 +86,7 @@ impl Stream {
         Self {
             inline: [0; INLINE],
             len: 0,
+            dirty: 0,
             heap: KVVec::new(),
         }
     }
@@ -110,10 +116,13 @@ impl Stream {
             return Err(EFBIG);
         }
         if !self.on_heap() && new <= INLINE {
+            // Only the part that held bytes before is cleared.
+            if let Some(used) = self.inline.get_mut(old..new.min(self.dirty)) {
+                used.fill(0);
+            }
+            self.dirty = self.dirty.max(new);
             self.len = new;
-            let tail = self.inline.get_mut(old..new).ok_or(EINVAL)?;
-            tail.fill(0);
-            return Ok(tail);
+            return self.inline.get_mut(old..new).ok_or(EINVAL);
         }
         if !self.on_heap() {
             let mut heap = KVVec::with_capacity(new, GFP_KERNEL_ACCOUNT)?;
