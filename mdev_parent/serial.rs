@@ -5,7 +5,10 @@
 //! hooks only. Ports come from the pool of the parent the instance belongs
 //! to and go back when the instance's VFIO device is released.
 
-use super::{card, uart::Uart};
+use super::{
+    card,
+    uart::{Saved, Uart},
+};
 use crate::sysfs::{pool::Pool, types::TypeDesc};
 use crate::vfio_pci_core::{
     emul::{
@@ -145,13 +148,17 @@ impl PciDevice for Serial {
         if s.count(TAG_DEVICE..=u16::MAX) != self.ports {
             return Err(Errno::Inval);
         }
-        // Every port loads into a copy first, so a bad second port leaves
-        // the first one untouched too.
-        let mut ports = state.ports.clone();
-        for (i, p) in ports[..self.ports].iter_mut().enumerate() {
-            p.load(s.get(TAG_DEVICE + i as u16)?)?;
+        // Every port is checked before any changes, so a bad second port
+        // leaves the first one untouched too.
+        let mut saved = [None, None];
+        for (i, v) in saved.iter_mut().take(self.ports).enumerate() {
+            *v = Some(Saved::check(s.get(TAG_DEVICE + i as u16)?)?);
         }
-        state.ports = ports;
+        for (p, v) in state.ports.iter_mut().zip(&saved) {
+            if let Some(v) = v {
+                p.apply(v);
+            }
+        }
         Ok(())
     }
 }

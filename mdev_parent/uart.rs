@@ -124,6 +124,52 @@ pub(crate) struct Stats {
     pub(crate) overruns: u64,
 }
 
+/// A port's state as [`Uart::save`] wrote it, checked by [`Saved::check`]
+/// and ready for [`Uart::apply`], which cannot fail: a card checks all its
+/// ports before it changes any.
+pub(crate) struct Saved {
+    /// Bytes in the receive FIFO.
+    len: usize,
+    /// The FIFO's bytes, oldest first, zero past `len`.
+    fifo: [u8; FIFO_SIZE],
+    /// IER, FCR, LCR, MCR, LSR, MSR, SCR, DLL and DLM.
+    regs: [u8; 9],
+    thri_pending: bool,
+}
+
+impl Saved {
+    /// Reads and checks a port's section: `EINVAL` for a value the guest
+    /// could not have produced (a FIFO longer than 16, reserved bits set, a
+    /// data-ready bit that disagrees with the FIFO) or a wrong length.
+    pub(crate) fn check(data: &[u8]) -> EResult<Self> {
+        let mut r = Reader::new(data);
+        let len = usize::from(r.u8()?);
+        let fifo: [u8; FIFO_SIZE] = r.array()?;
+        let regs: [u8; 9] = r.array()?;
+        let thri_pending = r.bool()?;
+        r.finish()?;
+        let [ier, fcr, _lcr, mcr, lsr, _msr, _scr, _dll, _dlm] = regs;
+        let lsr_bits = LSR_DR | LSR_OE | LSR_BI_FE_PE | LSR_THRE | LSR_TEMT;
+        let valid = len <= FIFO_SIZE
+            && fifo.iter().skip(len).all(|&b| b == 0)
+            && ier & !0x0f == 0
+            && fcr & !0xc9 == 0
+            && mcr & !0x1f == 0
+            && lsr & !lsr_bits == 0
+            && lsr & (LSR_THRE | LSR_TEMT) == LSR_THRE | LSR_TEMT
+            && (lsr & LSR_DR != 0) == (len > 0);
+        if !valid {
+            return Err(Errno::Inval);
+        }
+        Ok(Self {
+            len,
+            fifo,
+            regs,
+            thri_pending,
+        })
+    }
+}
+
 /// One 16550A port.
 #[derive(Clone)]
 pub(crate) struct Uart {
@@ -397,44 +443,37 @@ impl Uart {
     /// is applied: a value the guest could not have produced (a FIFO longer
     /// than 16, reserved bits set, a data-ready bit that disagrees with the
     /// FIFO) fails with `EINVAL` and leaves the port as it was.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the card checks all its ports before it applies any"
+        )
+    )]
     pub(crate) fn load(&mut self, data: &[u8]) -> EResult {
-        let mut r = Reader::new(data);
-        let len = usize::from(r.u8()?);
-        let bytes: [u8; FIFO_SIZE] = r.array()?;
-        let [ier, fcr, lcr, mcr, lsr, msr, scr, dll, dlm] = r.array()?;
-        let thri_pending = r.bool()?;
-        r.finish()?;
-        let lsr_bits = LSR_DR | LSR_OE | LSR_BI_FE_PE | LSR_THRE | LSR_TEMT;
-        let valid = len <= FIFO_SIZE
-            && bytes.iter().skip(len).all(|&b| b == 0)
-            && ier & !0x0f == 0
-            && fcr & !0xc9 == 0
-            && mcr & !0x1f == 0
-            && lsr & !lsr_bits == 0
-            && lsr & (LSR_THRE | LSR_TEMT) == LSR_THRE | LSR_TEMT
-            && (lsr & LSR_DR != 0) == (len > 0);
-        if !valid {
-            return Err(Errno::Inval);
-        }
-        let mut rx = Fifo::new();
-        for &b in bytes.iter().take(len) {
-            rx.push(b);
-        }
-        *self = Self {
-            rx,
-            ier,
-            fcr,
-            lcr,
-            mcr,
-            lsr,
-            msr,
-            scr,
-            dll,
-            dlm,
-            thri_pending,
-            ..self.clone()
-        };
+        let saved = Saved::check(data)?;
+        self.apply(&saved);
         Ok(())
+    }
+
+    /// Applies a port's checked saved state ([`Saved::check`]) in place;
+    /// the wiring and the counters stay.
+    pub(crate) fn apply(&mut self, s: &Saved) {
+        let [ier, fcr, lcr, mcr, lsr, msr, scr, dll, dlm] = s.regs;
+        // The FIFO holds the saved bytes oldest first, from its start.
+        self.rx.buf = s.fifo;
+        self.rx.head = 0;
+        self.rx.len = s.len;
+        self.ier = ier;
+        self.fcr = fcr;
+        self.lcr = lcr;
+        self.mcr = mcr;
+        self.lsr = lsr;
+        self.msr = msr;
+        self.scr = scr;
+        self.dll = dll;
+        self.dlm = dlm;
+        self.thri_pending = s.thri_pending;
     }
 
     /// Line settings and counters.
