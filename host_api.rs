@@ -468,7 +468,9 @@ impl Uart {
 
     /// Loads a saved state.
     pub fn load(&mut self, data: &[u8]) -> Result {
-        Ok(self.0.load(data)?)
+        let saved = uart::Saved::check(data)?;
+        self.0.apply(&saved);
+        Ok(())
     }
 }
 
@@ -521,7 +523,7 @@ impl Card {
 
     /// Bytes of the changeable configuration bytes in a stream.
     pub fn config_len(&self) -> usize {
-        self.cfg.changeable_bytes(&self.cfg.change_map()).count()
+        self.cfg.change_map().len()
     }
 
     /// Which bits of each changeable byte a load takes, in stream order:
@@ -531,12 +533,12 @@ impl Card {
         let n = self.config_len();
         let mut c = self.cfg.clone();
         let _ = c.restore_changeable(&map, &vec![0xff; n]);
-        let ones: Vec<u8> = c.changeable_bytes(&map).collect();
+        let mut ones = vec![0; n];
+        let _ = c.save_changeable(&map, &mut ones);
         let _ = c.restore_changeable(&map, &vec![0; n]);
-        c.changeable_bytes(&map)
-            .zip(ones)
-            .map(|(z, o)| z ^ o)
-            .collect()
+        let mut zeros = vec![0; n];
+        let _ = c.save_changeable(&map, &mut zeros);
+        zeros.iter().zip(ones).map(|(z, o)| z ^ o).collect()
     }
 
     /// A guest configuration write.
@@ -602,7 +604,7 @@ impl Card {
         w.record(mig::KIND_STATE, &id, |w| {
             w.section(mig::TAG_CONFIG, |w| {
                 w.u32(self.fp)?;
-                self.cfg.changeable_bytes(&map).try_for_each(|b| w.u8(b))
+                w.fill(map.len(), |b| self.cfg.save_changeable(&map, b))
             })?;
             w.section(mig::TAG_IRQ, |w| w.u8(self.line.into()))?;
             if !self.memory.is_empty() {
@@ -677,11 +679,13 @@ impl Card {
         if s.count(mig::TAG_DEVICE..=u16::MAX) != self.ports {
             return Err(Error::Inval);
         }
-        let mut ports = self.uarts.clone();
-        for (i, p) in ports[..self.ports].iter_mut().enumerate() {
-            p.load(s.get(mig::TAG_DEVICE + i as u16)?)?;
+        let mut saved = Vec::with_capacity(self.ports);
+        for i in 0..self.ports {
+            saved.push(uart::Saved::check(s.get(mig::TAG_DEVICE + i as u16)?)?);
         }
-        self.uarts = ports;
+        for (p, v) in self.uarts.iter_mut().zip(&saved) {
+            p.apply(v);
+        }
         self.cfg.restore_changeable(&map, cfg)?;
         self.memory.copy_from_slice(memory);
         self.line = asserted;

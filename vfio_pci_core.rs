@@ -248,6 +248,9 @@ pub(crate) struct PciCore<D: PciDevice> {
     /// The parts of each BAR the device does not serve (MSI-X table and
     /// PBA, plain memory), for splitting accesses.
     parts: [BarParts; 6],
+    /// Whether the device serves each BAR whole (its parts are empty): the
+    /// register path's one test, computed once.
+    whole: [bool; 6],
     /// A spinlock, not a mutex: every access under it is a few loads and
     /// stores of emulated registers, and a sleeping lock's bookkeeping
     /// costs more than the work it guards. It comes with the irqfd that
@@ -313,8 +316,10 @@ impl<D: PciDevice> PciCore<D> {
             }
             p
         });
+        let whole = core::array::from_fn(|i: usize| parts.get(i).is_none_or(BarParts::is_empty));
         Ok(try_pin_init!(Self {
             bars,
+            whole,
             msix,
             memory,
             parts,

@@ -5,7 +5,10 @@
 //! hooks only. Ports come from the pool of the parent the instance belongs
 //! to and go back when the instance's VFIO device is released.
 
-use super::{card, uart::Uart};
+use super::{
+    card,
+    uart::{Saved, Uart},
+};
 use crate::sysfs::{pool::Pool, types::TypeDesc};
 use crate::vfio_pci_core::{
     emul::{
@@ -40,11 +43,20 @@ impl Drop for Serial {
 /// Per-instance mutable state: the ports.
 pub(crate) struct SerialState {
     ports: [Uart; 2],
+    /// The ports the card has (the others have no BAR and stay idle).
+    count: usize,
 }
 
 impl SerialState {
-    fn update_irq(&self, n: usize, ctx: &mut Ctx) {
-        let level = self.ports[..n].iter().any(Uart::irq);
+    /// Sets the card's interrupt line from its ports' interrupts.
+    #[inline(always)]
+    fn update_irq(&self, ctx: &mut Ctx) {
+        // A plain loop over the card's ports: this runs on every register
+        // access.
+        let mut level = false;
+        for p in self.ports.iter().take(self.count) {
+            level |= p.irq();
+        }
         ctx.set_irq(level);
     }
 }
@@ -89,8 +101,8 @@ impl PciDevice for Serial {
         card::stats_read(&counters, off, data);
     }
 
+    #[inline(always)]
     fn bar_read(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &mut [u8]) {
-        let n = state.ports.len();
         if let Some(port) = state.ports.get_mut(bar) {
             // The library checked `off + data.len()` against the BAR's size,
             // so the register offsets cannot wrap.
@@ -98,17 +110,17 @@ impl PciDevice for Serial {
                 *b = port.read(off.wrapping_add(i as u64));
             }
         }
-        state.update_irq(n, ctx);
+        state.update_irq(ctx);
     }
 
+    #[inline(always)]
     fn bar_write(state: &mut SerialState, ctx: &mut Ctx, bar: usize, off: u64, data: &[u8]) {
-        let n = state.ports.len();
         if let Some(port) = state.ports.get_mut(bar) {
             for (i, &b) in data.iter().enumerate() {
                 port.write(off.wrapping_add(i as u64), b);
             }
         }
-        state.update_irq(n, ctx);
+        state.update_irq(ctx);
     }
 
     fn reset(state: &mut SerialState, ctx: &mut Ctx) {
@@ -136,13 +148,17 @@ impl PciDevice for Serial {
         if s.count(TAG_DEVICE..=u16::MAX) != self.ports {
             return Err(Errno::Inval);
         }
-        // Every port loads into a copy first, so a bad second port leaves
-        // the first one untouched too.
-        let mut ports = state.ports.clone();
-        for (i, p) in ports[..self.ports].iter_mut().enumerate() {
-            p.load(s.get(TAG_DEVICE + i as u16)?)?;
+        // Every port is checked before any changes, so a bad second port
+        // leaves the first one untouched too.
+        let mut saved = [None, None];
+        for (i, v) in saved.iter_mut().take(self.ports).enumerate() {
+            *v = Some(Saved::check(s.get(TAG_DEVICE + i as u16)?)?);
         }
-        state.ports = ports;
+        for (p, v) in state.ports.iter_mut().zip(&saved) {
+            if let Some(v) = v {
+                p.apply(v);
+            }
+        }
         Ok(())
     }
 }
@@ -167,6 +183,7 @@ impl Serial {
         };
         let state = SerialState {
             ports: [Uart::new(), Uart::new()],
+            count: (t.ports as usize).min(card::MAX_PORTS),
         };
         KBox::pin_init(PciCore::new(dev, state)?, GFP_KERNEL)
     }

@@ -57,14 +57,104 @@ impl MigCtl {
     }
 }
 
+/// Bytes of stream a data file keeps in itself: the serial card's whole
+/// stream fits, so a migration cycle allocates nothing for it beyond the
+/// file. A longer stream (a device with BAR memory) moves to the heap.
+const INLINE: usize = 320;
+
+/// A data file's stream: in the file itself while it is short, else in a
+/// vector.
+struct Stream {
+    inline: [u8; INLINE],
+    /// Bytes used of `inline`; zero once the stream is in `heap`.
+    len: usize,
+    /// Bytes of `inline` that may be non-zero: those from here on are zero,
+    /// so growing into them needs no clearing (a new file's stream is
+    /// written or received once, and clearing it again would double the
+    /// bytes a migration cycle moves).
+    dirty: usize,
+    /// The stream once it outgrew `inline`. A resuming stream grows with
+    /// each write, up to [`mig::MAX_STREAM`]; `KVVec` lets a large one live
+    /// in virtually contiguous memory rather than demand physically
+    /// contiguous pages (growth by doubling would otherwise ask `kmalloc`
+    /// for 128 KiB).
+    heap: KVVec<u8>,
+}
+
+impl Stream {
+    const fn new() -> Self {
+        Self {
+            inline: [0; INLINE],
+            len: 0,
+            dirty: 0,
+            heap: KVVec::new(),
+        }
+    }
+
+    fn on_heap(&self) -> bool {
+        self.heap.capacity() > 0
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        if self.on_heap() {
+            &self.heap
+        } else {
+            self.inline.get(..self.len).unwrap_or(&[])
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Grows the stream by `n` zeroed bytes and returns them; `EFBIG` past
+    /// [`mig::MAX_STREAM`].
+    fn grow(&mut self, n: usize) -> Result<&mut [u8]> {
+        let old = self.len();
+        let new = old.checked_add(n).ok_or(EFBIG)?;
+        if new > mig::MAX_STREAM {
+            return Err(EFBIG);
+        }
+        if !self.on_heap() && new <= INLINE {
+            // Only the part that held bytes before is cleared.
+            if let Some(used) = self.inline.get_mut(old..new.min(self.dirty)) {
+                used.fill(0);
+            }
+            self.dirty = self.dirty.max(new);
+            self.len = new;
+            return self.inline.get_mut(old..new).ok_or(EINVAL);
+        }
+        if !self.on_heap() {
+            let mut heap = KVVec::with_capacity(new, GFP_KERNEL_ACCOUNT)?;
+            heap.extend_from_slice(self.as_slice(), GFP_KERNEL_ACCOUNT)?;
+            self.heap = heap;
+            self.len = 0;
+        }
+        self.heap.resize(new, 0, GFP_KERNEL_ACCOUNT)?;
+        self.heap.get_mut(old..).ok_or(EINVAL)
+    }
+
+    /// Cuts the stream back to its first `len` bytes.
+    fn truncate(&mut self, len: usize) {
+        if self.on_heap() {
+            self.heap.truncate(len);
+        } else {
+            self.len = self.len.min(len);
+        }
+    }
+
+    /// Empties the stream and frees its memory.
+    fn clear(&mut self) {
+        self.heap = KVVec::new();
+        self.len = 0;
+    }
+}
+
 /// The contents of a data file.
 struct FileData {
     /// The stream: produced in full before it is read (saving), or received
-    /// so far (resuming). A resuming stream grows with each write, up to
-    /// [`mig::MAX_STREAM`]; `KVVec` lets a large one live in virtually
-    /// contiguous memory rather than demand physically contiguous pages
-    /// (growth by doubling would otherwise ask `kmalloc` for 128 KiB).
-    buf: KVVec<u8>,
+    /// so far (resuming).
+    buf: Stream,
     /// Bytes read so far (saving).
     pos: usize,
     /// The device left the state the file belongs to: reads and writes fail.
@@ -99,7 +189,6 @@ impl MigFile {
         name: &'static [u8],
         variant: u32,
         precopy_v2: bool,
-        buf: KVVec<u8>,
         precopy: bool,
     ) -> Result<Arc<Self>> {
         Arc::pin_init(
@@ -108,7 +197,7 @@ impl MigFile {
                 variant,
                 precopy_v2,
                 data <- new_mutex!(FileData {
-                    buf,
+                    buf: Stream::new(),
                     pos: 0,
                     disabled: false,
                     precopy,
@@ -134,10 +223,16 @@ impl MigFile {
     /// Ends the file's use: every later read or write fails with `ENODEV`,
     /// and its memory goes now rather than when userspace closes it.
     fn disable(&self) {
-        let mut d = self.data.lock();
-        d.disabled = true;
-        d.buf = KVVec::new();
-        d.pos = 0;
+        self.data.lock().disable();
+    }
+}
+
+impl FileData {
+    /// [`MigFile::disable`], under the file's lock.
+    fn disable(&mut self) {
+        self.disabled = true;
+        self.buf.clear();
+        self.pos = 0;
     }
 }
 
@@ -150,7 +245,7 @@ impl DataFileOps for MigFile {
         if d.disabled {
             return Err(ENODEV);
         }
-        let rest = d.buf.get(d.pos..).ok_or(EINVAL)?;
+        let rest = d.buf.as_slice().get(d.pos..).ok_or(EINVAL)?;
         if rest.is_empty() {
             // The uAPI: in PRE_COPY the end of what there is now is a
             // temporary end of stream; in STOP_COPY it is the end.
@@ -171,16 +266,7 @@ impl DataFileOps for MigFile {
             return Err(EINVAL);
         }
         let old = d.buf.len();
-        let new = old.checked_add(input.len()).ok_or(EFBIG)?;
-        if new > mig::MAX_STREAM {
-            return Err(EFBIG);
-        }
-        d.buf.resize(new, 0, GFP_KERNEL_ACCOUNT)?;
-        let copied = match d.buf.get_mut(old..) {
-            Some(tail) => input.read(tail),
-            None => Err(EINVAL),
-        };
-        if let Err(e) = copied {
+        if let Err(e) = d.buf.grow(input.len()).and_then(|tail| input.read(tail)) {
             d.buf.truncate(old);
             return Err(e);
         }
@@ -188,7 +274,7 @@ impl DataFileOps for MigFile {
         // fails the write that brought it, not only the final load. Records
         // checked by earlier writes are not checked again.
         let from = d.checked;
-        match mig::check_stream(d.buf.get(from..).unwrap_or(&[]), &self.id()) {
+        match mig::check_stream(d.buf.as_slice().get(from..).unwrap_or(&[]), &self.id()) {
             Ok(got) => {
                 if let Some((start, end)) = got.state {
                     d.got.state = Some((start + from, end + from));
@@ -272,10 +358,9 @@ impl<D: PciDevice> PciCore<D> {
                 // change: the target has the same layout or refuses.
                 w.section(mig::TAG_CONFIG, |w| {
                     w.u32(self.cfg_fp)?;
-                    g.ctx
-                        .cfg
-                        .changeable_bytes(&self.cfg_map)
-                        .try_for_each(|b| w.u8(b))
+                    w.fill(self.cfg_map.len(), |b| {
+                        g.ctx.cfg.save_changeable(&self.cfg_map, b)
+                    })
                 })?;
                 w.section(mig::TAG_IRQ, |w| w.u8(g.ctx.irq_level().into()))?;
                 if self.memories().next().is_some() {
@@ -294,10 +379,11 @@ impl<D: PciDevice> PciCore<D> {
         Ok(())
     }
 
-    /// The stream's records `r` for the device's current state, in a new
-    /// buffer: allocated outside the lock (a spinlock) at the length counted
-    /// the first time, then written under it.
-    fn snapshot(&self, sizes: &mut [usize; 3], r: Records) -> Result<KVVec<u8>> {
+    /// Appends the stream's records `r` for the device's current state to
+    /// `d` (a saving file's data, under its lock): the room is made outside
+    /// the library's lock (a spinlock) at the length counted the first
+    /// time, then written under it.
+    fn snapshot(&self, sizes: &mut [usize; 3], r: Records, d: &mut FileData) -> Result {
         let slot = sizes.get_mut(r.slot()).ok_or(EINVAL)?;
         if *slot == 0 {
             let g = self.inner.lock();
@@ -306,27 +392,32 @@ impl<D: PciDevice> PciCore<D> {
             *slot = w.len();
         }
         let n = *slot;
-        let mut buf = KVVec::from_elem(0u8, n, GFP_KERNEL_ACCOUNT)?;
-        let g = self.inner.lock();
-        let mut w = Writer::new(&mut buf);
-        // A device whose saved size changed (against the hook's contract)
-        // gets `EINVAL` rather than a short stream.
-        self.write_stream(&g, &mut w, r).map_err(kerr)?;
-        if w.len() != n {
-            return Err(EINVAL);
+        let old = d.buf.len();
+        let written = d.buf.grow(n).and_then(|out| {
+            let g = self.inner.lock();
+            let mut w = Writer::new(out);
+            // A device whose saved size changed (against the hook's
+            // contract) gets `EINVAL` rather than a short stream.
+            self.write_stream(&g, &mut w, r).map_err(kerr)?;
+            if w.len() != n {
+                return Err(EINVAL);
+            }
+            Ok(())
+        });
+        if written.is_err() {
+            d.buf.truncate(old);
         }
-        drop(g);
-        Ok(buf)
+        written
     }
 
-    /// Loads the stream the resuming file received.
-    fn load(&self, file: &MigFile) -> Result {
-        let d = file.data.lock();
+    /// Loads the stream the resuming file received (`d`, its data under
+    /// its lock).
+    fn load(&self, d: &FileData) -> Result {
         if d.broken {
             return Err(EINVAL);
         }
         // Every byte was checked as it arrived.
-        let s = mig::sections(&d.buf, d.got).map_err(kerr)?;
+        let s = mig::sections(d.buf.as_slice(), d.got).map_err(kerr)?;
         let mut cfg = mig::Reader::new(s.get(mig::TAG_CONFIG).map_err(kerr)?);
         if cfg.u32().map_err(kerr)? != self.cfg_fp {
             return Err(EINVAL);
@@ -372,8 +463,7 @@ impl<D: PciDevice> PciCore<D> {
     /// One arc of the state machine; the file it opens, if any.
     fn step(&self, ctl: &mut MigCtl, next: MigState, v2: bool) -> Result<Option<DataFile>> {
         let id = self.mig_id();
-        let file =
-            |buf: KVVec<u8>, precopy: bool| MigFile::new(id.name, id.variant, v2, buf, precopy);
+        let file = |precopy: bool| MigFile::new(id.name, id.variant, v2, precopy);
         let step = mig::arc(ctl.state, next).ok_or(EINVAL)?;
         let out = match step {
             Step::Nothing => None,
@@ -387,14 +477,15 @@ impl<D: PciDevice> PciCore<D> {
             }
             Step::StartPreCopy | Step::StopCopy => {
                 let precopy = step == Step::StartPreCopy;
-                let buf = self.snapshot(
+                let f = file(precopy)?;
+                self.snapshot(
                     &mut ctl.sizes,
                     Records {
                         identity: true,
                         state: !precopy,
                     },
+                    &mut f.data.lock(),
                 )?;
-                let f = file(buf, precopy)?;
                 let df = DataFile::new(f.clone(), false)?;
                 ctl.saving = Some(f);
                 Some(df)
@@ -404,15 +495,15 @@ impl<D: PciDevice> PciCore<D> {
                 // The device stops here (STOP_COPY is a stopped state) before
                 // its state is taken.
                 self.inner.lock().ctx.stop();
-                let more = self.snapshot(
+                let mut d = f.data.lock();
+                self.snapshot(
                     &mut ctl.sizes,
                     Records {
                         identity: false,
                         state: true,
                     },
+                    &mut d,
                 )?;
-                let mut d = f.data.lock();
-                d.buf.extend_from_slice(&more, GFP_KERNEL_ACCOUNT)?;
                 d.precopy = false;
                 // The same file goes on: no new one for userspace.
                 None
@@ -424,17 +515,22 @@ impl<D: PciDevice> PciCore<D> {
                 None
             }
             Step::StartResume => {
-                let f = file(KVVec::new(), false)?;
+                let f = file(false)?;
                 let df = DataFile::new(f.clone(), true)?;
                 ctl.resuming = Some(f);
                 Some(df)
             }
             Step::Load => {
-                let f = ctl.resuming.as_ref().ok_or(EINVAL)?;
-                self.load(f)?;
-                if let Some(f) = ctl.resuming.take() {
-                    f.disable();
+                let f = ctl.resuming.take().ok_or(EINVAL)?;
+                // Loaded and disabled in one hold of the file's lock.
+                let mut d = f.data.lock();
+                if let Err(e) = self.load(&d) {
+                    drop(d);
+                    // A failed load keeps the file, as the state stays.
+                    ctl.resuming = Some(f);
+                    return Err(e);
                 }
+                d.disable();
                 None
             }
         };

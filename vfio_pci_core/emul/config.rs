@@ -224,11 +224,28 @@ pub(crate) struct Perm {
 #[derive(Clone)]
 pub(crate) struct ChangeMap {
     bits: [u8; CFG_SIZE],
+    /// The offsets of the bytes with any changeable bit, in order, in the
+    /// first `len` entries: saving and loading visit those bytes only,
+    /// not all of conventional space.
+    at: [u8; CFG_SIZE],
     /// Bytes with any changeable bit.
     len: usize,
 }
 
+// Every offset of conventional space fits in a byte of `ChangeMap::at`.
+const _: () = assert!(CFG_SIZE <= 1 << u8::BITS);
+
 impl ChangeMap {
+    /// The number of bytes [`ConfigSpace::changeable_bytes`] gives.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The offsets of the changeable bytes, in order.
+    fn offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        self.at.iter().take(self.len).map(|&o| usize::from(o))
+    }
+
     /// Whether `saved` has one byte per changeable byte (`EINVAL` if not).
     pub(crate) fn check(&self, saved: &[u8]) -> EResult {
         if saved.len() == self.len {
@@ -441,12 +458,20 @@ impl ConfigSpace {
     ///
     /// Fails with `EINVAL`, changing nothing, if any byte lies outside
     /// configuration space (past [`ConfigSpace::size`]).
+    #[inline(always)]
     pub(crate) fn write(&mut self, off: usize, data: &[u8]) -> EResult {
         let r = self.range(off, data.len())?;
         // Extended space holds nothing writable: only the stored bytes take
         // the write (the zip below stops at the shorter side).
         let r = r.start.min(CFG_SIZE)..r.end.min(CFG_SIZE);
-        let state = self.power_state();
+        // Only a write that reaches the power state field can change it; the
+        // check below is skipped for every other write.
+        let pm_ctrl = self.pm + cap::PM_CTRL;
+        let state = if self.pm != 0 && r.contains(&pm_ctrl) {
+            self.power_state()
+        } else {
+            None
+        };
         let (Some(val), Some(write), Some(rw1c)) = (
             self.val.get_mut(r.clone()),
             self.write.get(r.clone()),
@@ -470,8 +495,8 @@ impl ConfigSpace {
         }
         // A power state the capability does not offer: the write completes
         // and the state stays.
-        if let (Some(old), Some(1 | 2)) = (state, self.power_state()) {
-            if let Some(b) = self.val.get_mut(self.pm + cap::PM_CTRL) {
+        if let Some(old) = state {
+            if let (Some(1 | 2), Some(b)) = (self.power_state(), self.val.get_mut(pm_ctrl)) {
                 *b = (*b & !(cap::PM_CTRL_STATE_MASK as u8)) | old;
             }
         }
@@ -497,8 +522,17 @@ impl ConfigSpace {
                 }
             }
         }
-        let len = m.iter().filter(|&&b| b != 0).count();
-        ChangeMap { bits: m, len }
+        let mut at = [0u8; CFG_SIZE];
+        let mut len = 0;
+        for (i, _) in m.iter().enumerate().filter(|(_, &b)| b != 0) {
+            // `i` is below `CFG_SIZE`, which fits in a byte (checked above),
+            // and so is `len`.
+            if let Some(slot) = at.get_mut(len) {
+                *slot = i as u8;
+                len += 1;
+            }
+        }
+        ChangeMap { bits: m, at, len }
     }
 
     /// A fingerprint of everything that cannot change: the fixed bits'
@@ -520,16 +554,24 @@ impl ConfigSpace {
     /// The bytes that can change (per `map`, this layout's
     /// [`Self::change_map`]), in offset order: what a migration stream
     /// carries of configuration space. The rest is the layout, which the
-    /// target has too.
+    /// target has too. The kernel writes them with
+    /// [`Self::save_changeable`]; the tests read them here.
+    #[cfg(test)]
     pub(crate) fn changeable_bytes<'a>(
         &'a self,
         map: &'a ChangeMap,
     ) -> impl Iterator<Item = u8> + 'a {
-        self.val
-            .iter()
-            .zip(&map.bits)
-            .filter(|(_, &m)| m != 0)
-            .map(|(&v, _)| v)
+        map.offsets().map(|o| self.val.get(o).copied().unwrap_or(0))
+    }
+
+    /// Writes [`Self::changeable_bytes`] into `out`, which must hold exactly
+    /// [`ChangeMap::len`] bytes (`EINVAL` otherwise, writing nothing).
+    pub(crate) fn save_changeable(&self, map: &ChangeMap, out: &mut [u8]) -> EResult {
+        map.check(out)?;
+        for (d, o) in out.iter_mut().zip(map.offsets()) {
+            *d = self.val.get(o).copied().unwrap_or(0);
+        }
+        Ok(())
     }
 
     /// Loads what [`Self::changeable_bytes`] gave on a source with the same
@@ -537,12 +579,8 @@ impl ConfigSpace {
     /// `EINVAL`, changing nothing, if `saved` has another length.
     pub(crate) fn restore_changeable(&mut self, map: &ChangeMap, saved: &[u8]) -> EResult {
         map.check(saved)?;
-        let mut s = saved.iter();
-        for (v, &m) in self.val.iter_mut().zip(&map.bits) {
-            if m == 0 {
-                continue;
-            }
-            if let Some(&d) = s.next() {
+        for (&d, o) in saved.iter().zip(map.offsets()) {
+            if let (Some(v), Some(&m)) = (self.val.get_mut(o), map.bits.get(o)) {
                 *v = (*v & !m) | (d & m);
             }
         }
@@ -607,6 +645,18 @@ mod tests {
         }
         let saved = &buf[..n];
         assert!(saved.len() < 64, "only what can change travels");
+        assert_eq!(map.len(), n);
+        let mut out = [0xa5u8; CFG_SIZE];
+        assert_eq!(a.save_changeable(&map, &mut out[..n]), Ok(()));
+        assert_eq!(&out[..n], saved, "the same bytes as the iterator");
+        assert_eq!(
+            a.save_changeable(&map, &mut out[..n + 1]),
+            Err(Errno::Inval)
+        );
+        assert_eq!(
+            a.save_changeable(&map, &mut out[..n - 1]),
+            Err(Errno::Inval)
+        );
         let mut b = serial_like();
         b.add_pm(0x50);
         assert_eq!(b.layout_fingerprint(), a.layout_fingerprint());

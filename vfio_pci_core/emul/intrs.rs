@@ -103,7 +103,7 @@ impl<E: Signal> Ctx<E> {
     /// masking and the vector masked, it waits in its pending bit); with
     /// INTx the line is delivered when not masked, then masked until
     /// userspace unmasks it (VFIO's automasking).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn set_irq(&mut self, asserted: bool) {
         // The common case on every register access: no interrupt before and
         // none now, so nothing to change.
@@ -152,10 +152,18 @@ impl<E: Signal> Ctx<E> {
 
     /// Sends the MSI messages whose vectors are pending and no longer
     /// masked (after a configuration write), clearing their pending bits.
+    /// The test is inline: outside MSI mode, the common case of a
+    /// configuration write, it is all there is to do.
+    #[inline(always)]
     fn send_unmasked_msi(&mut self) {
         if self.irqs.mode != IrqMode::Msi || self.irqs.stopped {
             return;
         }
+        self.send_pending_msi();
+    }
+
+    /// [`Ctx::send_unmasked_msi`] in MSI mode.
+    fn send_pending_msi(&mut self) {
         let due = self.cfg.msi_take_unmasked();
         for v in 0..VECTORS {
             if due & (1 << v) != 0 {
@@ -203,6 +211,7 @@ impl<E: Signal> Ctx<E> {
     /// clearing the mask bit of a pending MSI vector sends it. Returns
     /// whether the write initiated a Function Level Reset, which the caller
     /// then performs (interrupts are not touched in that case).
+    #[inline(always)]
     pub(in crate::vfio_pci_core) fn write_config(
         &mut self,
         off: usize,

@@ -191,10 +191,13 @@ pub(crate) const TAG_DEVICE: u16 = 0x100;
 /// the limit bounds what a user can make the kernel hold.
 pub(crate) const MAX_STREAM: usize = 64 * 1024;
 
-/// The CRC-32 table (IEEE 802.3 polynomial, reflected), built at compile
-/// time: one lookup per byte instead of eight shifts.
-const CRC_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
+/// The CRC-32 tables (IEEE 802.3 polynomial, reflected), built at compile
+/// time. `CRC_TABLES[0]` is the classic byte table; `CRC_TABLES[k]` gives
+/// the CRC of a byte followed by `k` zero bytes, so that eight bytes are
+/// folded in at once ("slicing by 8"): one table lookup per byte, and one
+/// loop turn per eight bytes instead of per byte.
+const CRC_TABLES: [[u32; 256]; 8] = {
+    let mut t = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -207,7 +210,17 @@ const CRC_TABLE: [u32; 256] = {
             };
             k += 1;
         }
-        t[i] = c;
+        t[0][i] = c;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 256 {
+        let mut k = 1;
+        while k < 8 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+            k += 1;
+        }
         i += 1;
     }
     t
@@ -224,9 +237,23 @@ impl Crc32 {
 
     /// Adds `data`.
     pub(crate) fn update(&mut self, data: &[u8]) {
-        for &b in data {
-            self.0 = CRC_TABLE[((self.0 ^ u32::from(b)) & 0xff) as usize] ^ (self.0 >> 8);
+        let t = &CRC_TABLES;
+        let mut c = self.0;
+        let mut words = data.chunks_exact(8);
+        for w in &mut words {
+            let lo = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) ^ c;
+            let hi = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
+            let at = |x: u32, k: usize| t[7 - k][(x >> (8 * (k % 4))) as usize & 0xff];
+            c = at(lo, 0) ^ at(lo, 1) ^ at(lo, 2) ^ at(lo, 3);
+            c ^= t[3][hi as usize & 0xff]
+                ^ t[2][(hi >> 8) as usize & 0xff]
+                ^ t[1][(hi >> 16) as usize & 0xff]
+                ^ t[0][(hi >> 24) as usize];
         }
+        for &b in words.remainder() {
+            c = t[0][((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+        }
+        self.0 = c;
     }
 
     /// The CRC of everything added.
@@ -284,6 +311,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Appends `data`. `EINVAL` if it does not fit.
+    #[inline]
     pub(crate) fn bytes(&mut self, data: &[u8]) -> EResult {
         let end = self.pos.checked_add(data.len()).ok_or(Errno::Inval)?;
         if let Some(buf) = self.buf.as_deref_mut() {
@@ -298,6 +326,7 @@ impl<'a> Writer<'a> {
     /// Appends `n` bytes that `f` writes in place (not called when
     /// counting), for data that is not in a slice already. `EINVAL` if they
     /// do not fit; `f`'s error if it fails.
+    #[inline]
     pub(crate) fn fill(&mut self, n: usize, f: impl FnOnce(&mut [u8]) -> EResult) -> EResult {
         let end = self.pos.checked_add(n).ok_or(Errno::Inval)?;
         if let Some(buf) = self.buf.as_deref_mut() {
@@ -308,21 +337,25 @@ impl<'a> Writer<'a> {
     }
 
     /// Appends a byte.
+    #[inline]
     pub(crate) fn u8(&mut self, v: u8) -> EResult {
         self.bytes(&[v])
     }
 
     /// Appends a little-endian `u16`.
+    #[inline]
     pub(crate) fn u16(&mut self, v: u16) -> EResult {
         self.bytes(&v.to_le_bytes())
     }
 
     /// Appends a little-endian `u32`.
+    #[inline]
     pub(crate) fn u32(&mut self, v: u32) -> EResult {
         self.bytes(&v.to_le_bytes())
     }
 
     /// Overwrites the `u32` at `at` (to fill in a length or checksum).
+    #[inline]
     fn patch_u32(&mut self, at: usize, v: u32) -> EResult {
         if let Some(buf) = self.buf.as_deref_mut() {
             let end = at.checked_add(4).ok_or(Errno::Inval)?;
@@ -398,6 +431,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `n` bytes. `EINVAL` if there are fewer.
+    #[inline]
     pub(crate) fn bytes(&mut self, n: usize) -> EResult<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or(Errno::Inval)?;
         let s = self.buf.get(self.pos..end).ok_or(Errno::Inval)?;
@@ -406,6 +440,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `N` bytes as an array.
+    #[inline]
     pub(crate) fn array<const N: usize>(&mut self) -> EResult<[u8; N]> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.bytes(N)?);
@@ -413,21 +448,25 @@ impl<'a> Reader<'a> {
     }
 
     /// The next byte.
+    #[inline]
     pub(crate) fn u8(&mut self) -> EResult<u8> {
         Ok(self.array::<1>()?[0])
     }
 
     /// The next little-endian `u16`.
+    #[inline]
     pub(crate) fn u16(&mut self) -> EResult<u16> {
         Ok(u16::from_le_bytes(self.array()?))
     }
 
     /// The next little-endian `u32`.
+    #[inline]
     pub(crate) fn u32(&mut self) -> EResult<u32> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
     /// A byte that must be 0 or 1, as a flag. `EINVAL` otherwise.
+    #[inline]
     pub(crate) fn bool(&mut self) -> EResult<bool> {
         match self.u8()? {
             0 => Ok(false),
@@ -689,6 +728,38 @@ mod tests {
         // The check value of CRC-32/ISO-HDLC over "123456789".
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
         assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn crc_by_eight_bytes_is_the_bitwise_crc() {
+        // The definition, one bit at a time.
+        fn bitwise(data: &[u8]) -> u32 {
+            let mut c = !0u32;
+            for &b in data {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 != 0 {
+                        0xedb8_8320 ^ (c >> 1)
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        }
+        let mut rng = super::super::testrng::Rng::new(0x0063_7263_3332);
+        let mut data = [0u8; 300];
+        data.iter_mut().for_each(|b| *b = rng.below(256) as u8);
+        for len in 0..data.len() {
+            assert_eq!(crc32(&data[..len]), bitwise(&data[..len]), "len {len}");
+        }
+        // In pieces of any size, as records are checked.
+        for split in 0..40 {
+            let mut c = Crc32::new();
+            c.update(&data[..split]);
+            c.update(&data[split..]);
+            assert_eq!(c.finish(), bitwise(&data), "split {split}");
+        }
     }
 
     #[test]
