@@ -215,6 +215,37 @@ libvirt_tests "$L2K" "$L2I"
 # fuzz` runs 10^6 calls per type with a new seed).
 fuzz_tests 20000 1
 
+# Fault injection on every entry point userspace reaches (vfio-test faults,
+# tools/vfio-test/src/failnth.rs): each call again with its n-th allocation
+# failing, n = 1, 2, ..., on every rmdev type and on mtty as the reference.
+# The tool sets the fault-injection knobs in debugfs and restores them. Its
+# exit status tells a run that ended (0 or 1) from one that hung or died.
+faults_tests() {
+	local t0 rc out=$TOP/tests/out/faults.out types=()
+	t0=$(date +%s)
+	for t in rmdev-serial-1 rmdev-serial-2 rmdev-pcie-serial-1; do
+		types+=("$SUPP/rmdev/mdev_supported_types/$t")
+	done
+	timeout 1200 "$VT" faults "${types[@]}" >"$out" 2>&1
+	rc=$?
+	renumber <"$out"
+	[ "$rc" -le 1 ]
+	ok $? "faults: the rmdev run ends (no hang, no crash)" "exit status $rc: $(tail -n 3 "$out")"
+	timeout 600 "$VT" --reference=mtty faults "$SUPP/mtty/mdev_supported_types/mtty-2" >"$out" 2>&1
+	rc=$?
+	renumber <"$out"
+	[ "$rc" -le 1 ]
+	ok $? "faults: the mtty run ends (no hang, no crash)" "exit status $rc: $(tail -n 3 "$out")"
+	echo "# fault injection took $(($(date +%s) - t0)) s"
+}
+# The fault-injection framework is in the debug kernel only (make
+# test-debug); the test kernel has no fail-nth.
+if [ -e /proc/thread-self/fail-nth ]; then
+	faults_tests
+else
+	skip "faults: fault injection on every entry point" "this kernel has no fault injection (make test-debug runs it)"
+fi
+
 # Leak check while the module is loaded (its symbols resolve in reports).
 if [ -w /sys/kernel/debug/kmemleak ]; then
 	expect_eq "kmemleak finds no rmdev allocation leaked" "$(kmemleak_scan rmdev)" 0

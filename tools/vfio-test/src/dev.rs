@@ -26,7 +26,7 @@ pub(crate) fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
-fn open(path: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+pub(crate) fn open(path: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
     let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `c` is a valid C string; open has no other preconditions.
     let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };

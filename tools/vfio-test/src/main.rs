@@ -18,6 +18,10 @@
 //!                                           mtty's known deviations from the
 //!                                           contract are reported as TODO
 //!   vfio-test abuse SYSFSDEV               guest-side bad input on a serial card
+//!   vfio-test [--reference=mtty] faults TYPEDIR...
+//!                                           fault injection on every entry
+//!                                           point, on instances of each mdev
+//!                                           type directory given (failnth.rs)
 //!   vfio-test hold SYSFSDEV                open the device, print "held", wait
 //!                                           for standard input to close
 //!   vfio-test req SYSFSDEV                 open the device with a REQ eventfd,
@@ -29,6 +33,7 @@ mod abuse;
 mod config;
 mod dev;
 mod express;
+mod failnth;
 mod faults;
 mod irqs;
 mod ktap;
@@ -138,6 +143,7 @@ fn main() {
         ["mig", src, dst, ref rest @ ..] if rest.len() <= 1 => {
             mig::run(&mut t, src, dst, rest.first().copied());
         }
+        ["faults", ref tdirs @ ..] if !tdirs.is_empty() => failnth::run(&mut t, tdirs),
         ["hold", sysfs] => {
             let dev = open_group(&mut t, sysfs);
             if dev.is_none() {
@@ -156,7 +162,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: vfio-test [--reference=mtty] check group|cdev SYSFSDEV | abuse SYSFSDEV | mig SRC DST [ONEPORT] | hold SYSFSDEV | req SYSFSDEV"
+                "usage: vfio-test [--reference=mtty] check group|cdev SYSFSDEV | abuse SYSFSDEV | mig SRC DST [ONEPORT] | faults TYPEDIR... | hold SYSFSDEV | req SYSFSDEV"
             );
             std::process::exit(2);
         }

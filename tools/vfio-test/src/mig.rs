@@ -37,7 +37,7 @@ const STATES: [u32; 7] = [
     PRE_COPY_P2P,
 ];
 
-fn name(s: u32) -> &'static str {
+pub(crate) fn name(s: u32) -> &'static str {
     match s {
         ERROR => "ERROR",
         STOP => "STOP",
@@ -53,7 +53,7 @@ fn name(s: u32) -> &'static str {
 
 /// `VFIO_DEVICE_FEATURE` with `flags` (index and GET/SET/PROBE) and the
 /// feature's `data`, which the kernel may fill in.
-fn feature<D: Plain + Copy>(fd: &OwnedFd, flags: u32, data: &mut D) -> Result<i32, i32> {
+pub(crate) fn feature<D: Plain + Copy>(fd: &OwnedFd, flags: u32, data: &mut D) -> Result<i32, i32> {
     let head = vfio_device_feature {
         argsz: argsz::<vfio_device_feature>() + argsz::<D>(),
         flags,
@@ -70,7 +70,7 @@ fn feature<D: Plain + Copy>(fd: &OwnedFd, flags: u32, data: &mut D) -> Result<i3
 }
 
 /// `VFIO_DEVICE_FEATURE` with `flags` and no data, as a probe is.
-fn feature_probe(fd: &OwnedFd, flags: u32) -> Result<i32, i32> {
+pub(crate) fn feature_probe(fd: &OwnedFd, flags: u32) -> Result<i32, i32> {
     let head = vfio_device_feature {
         argsz: argsz::<vfio_device_feature>(),
         flags,
@@ -79,7 +79,7 @@ fn feature_probe(fd: &OwnedFd, flags: u32) -> Result<i32, i32> {
     ioctl_buf(fd, VFIO_DEVICE_FEATURE, &mut Arg::new(head, &[]))
 }
 
-fn get_state(fd: &OwnedFd) -> Result<u32, i32> {
+pub(crate) fn get_state(fd: &OwnedFd) -> Result<u32, i32> {
     let mut d = vfio_device_feature_mig_state::default();
     feature(
         fd,
@@ -90,7 +90,7 @@ fn get_state(fd: &OwnedFd) -> Result<u32, i32> {
 }
 
 /// Sets the migration state; the data fd the kernel returns, if any.
-fn set_state(fd: &OwnedFd, s: u32) -> Result<Option<OwnedFd>, i32> {
+pub(crate) fn set_state(fd: &OwnedFd, s: u32) -> Result<Option<OwnedFd>, i32> {
     let mut d = vfio_device_feature_mig_state {
         device_state: s,
         data_fd: -1,
@@ -105,11 +105,11 @@ fn set_state(fd: &OwnedFd, s: u32) -> Result<Option<OwnedFd>, i32> {
     Ok((dfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(dfd) }))
 }
 
-fn reset(fd: &OwnedFd) -> bool {
+pub(crate) fn reset(fd: &OwnedFd) -> bool {
     ioctl_val(fd, VFIO_DEVICE_RESET, 0).is_ok()
 }
 
-fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, i32> {
+pub(crate) fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, i32> {
     // SAFETY: `buf` is valid for writes of its length.
     let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
     if r < 0 {
@@ -119,7 +119,7 @@ fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, i32> {
     }
 }
 
-fn write_fd(fd: &OwnedFd, buf: &[u8]) -> Result<usize, i32> {
+pub(crate) fn write_fd(fd: &OwnedFd, buf: &[u8]) -> Result<usize, i32> {
     // SAFETY: `buf` is valid for reads of its length.
     let r = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
     if r < 0 {
@@ -131,7 +131,7 @@ fn write_fd(fd: &OwnedFd, buf: &[u8]) -> Result<usize, i32> {
 
 /// Reads a data fd in 100-byte pieces until it ends (0) or fails; the bytes
 /// and how it ended.
-fn drain(fd: &OwnedFd) -> (Vec<u8>, Result<(), i32>) {
+pub(crate) fn drain(fd: &OwnedFd) -> (Vec<u8>, Result<(), i32>) {
     let mut out = Vec::new();
     let mut b = [0u8; 100];
     for _ in 0..100_000 {
@@ -145,7 +145,7 @@ fn drain(fd: &OwnedFd) -> (Vec<u8>, Result<(), i32>) {
 }
 
 /// `VFIO_MIG_GET_PRECOPY_INFO`: (initial_bytes, dirty_bytes).
-fn precopy_info(fd: &OwnedFd) -> Result<(u64, u64), i32> {
+pub(crate) fn precopy_info(fd: &OwnedFd) -> Result<(u64, u64), i32> {
     let mut info = vfio_precopy_info {
         argsz: argsz::<vfio_precopy_info>(),
         ..Default::default()
@@ -156,7 +156,7 @@ fn precopy_info(fd: &OwnedFd) -> Result<(u64, u64), i32> {
 
 /// Writes a whole stream to a resuming fd, in 64-byte pieces (so the
 /// driver sees records arrive in parts); the first error.
-fn feed(fd: &OwnedFd, data: &[u8]) -> Result<(), i32> {
+pub(crate) fn feed(fd: &OwnedFd, data: &[u8]) -> Result<(), i32> {
     for c in data.chunks(64) {
         write_fd(fd, c)?;
     }
