@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 S := scripts
 
-.PHONY: all setup module test test-host fuzz-host lint test-vm run bench fuzz clippy clean
+.PHONY: all setup module test test-host fuzz-host lint test-vm test-debug run bench fuzz clippy clean
 
 all: module
 
@@ -44,15 +44,27 @@ test: setup test-host lint
 test-vm: module
 	@$(S)/vm-test.sh
 
-# The bench kernel is built on the first `make bench` only.
+# The VM tier on the debug kernel (KASAN, lockdep, KFENCE, UBSAN, kmemleak,
+# fault injection; built on first use), fault injection included. Slow under
+# TCG: see Documentation/testing.rst.
+test-debug: export RMDEV_KFLAVOUR := debug
+test-debug:
+	@$(S)/setup.sh all
+	@$(S)/build-module.sh
+	@$(S)/vm-test.sh
+
+# The test kernel, booted with kmemleak off, and a copy of the module built
+# apart in tests/out/bench-build (see scripts/build-module.sh --bench).
 bench: setup
 	@$(S)/setup.sh bench-kernel
 	@$(S)/build-module.sh --bench
 	@$(S)/bench.sh
 
-# The host fuzz targets (CASES=N), then the device-fd fuzzer in the test VM,
-# 10^6 calls per rmdev type (CALLS=N, SEED=S).
-fuzz: setup
+# The host fuzz targets (CASES=N), then the device-fd fuzzer in a VM of the
+# debug kernel, 10^6 calls per rmdev type (CALLS=N, SEED=S).
+fuzz: export RMDEV_KFLAVOUR := debug
+fuzz:
+	@$(S)/setup.sh all
 	@$(S)/build-module.sh
 	@CASES="$(CASES)" CALLS="$(CALLS)" SEED="$(SEED)" $(S)/fuzz.sh
 

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make bench`: boot the bench kernel (the test kernel without its checkers)
-# once and measure rmdev against mtty and against the machine's floor
+# `make bench`: boot the test kernel once, with kmemleak off, and measure rmdev against mtty and against the machine's floor
 # (tools/vfio-bench). A report, not a test: nothing here asserts a time.
 #
 # `make bench RUNS=3` (or `scripts/bench.sh --runs 3`) measures the latency

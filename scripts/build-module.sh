@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Build rmdev.ko (and the userspace test tools) against the cached test
-# kernel. CLIPPY=1 runs clippy over the module as the kernel's `make CLIPPY=1`
+# kernel (the debug kernel with RMDEV_KFLAVOUR=debug). CLIPPY=1 runs clippy over the module as the kernel's `make CLIPPY=1`
 # does. `--bench` builds a copy of the tree against the bench kernel instead,
 # in tests/out/bench-build, so that the two builds never share objects or
 # generated bindings (the kernels' structure layouts differ).
@@ -19,7 +19,7 @@ if [ "${1:-}" = "--bench" ]; then
 	git ls-files -co --exclude-standard -- ':!tests' ':!tools' ':!Documentation' |
 		tar -c -T - | tar -x -C "$src"
 else
-	kdir=$(rmdev_kdir test)
+	kdir=$(rmdev_kdir "${RMDEV_KFLAVOUR:-test}")
 	src=$RMDEV_TOP
 fi
 make -s -C "$kdir" M="$src" LLVM="$RMDEV_LLVM" \

@@ -22,7 +22,7 @@ mkdir -p "$out"
 log "host fuzz targets (cargo run --release -p host-fuzz)"
 cargo run --quiet --release -p host-fuzz -- --target all ${CASES:+--cases "$CASES"}
 
-kdir=$(rmdev_kdir test)
+kdir=$(rmdev_kdir "${RMDEV_KFLAVOUR:-test}")
 log "fuzzing every rmdev type's device fd, $CALLS calls each, in the test VM ($(rmdev_accel))"
 t0=$SECONDS
 "$RMDEV_TOP/scripts/vm.sh" -- \

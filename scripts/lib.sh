@@ -46,7 +46,8 @@ papt_args() {
 }
 
 # The build directory of the cached kernel of a flavour (test, the default,
-# or bench), if one is built.
+# debug or bench), if one is built. RMDEV_KFLAVOUR=debug makes the scripts
+# that build and boot use the debug kernel (`make test-debug`, `make fuzz`).
 kdir_file() {
 	case "${1:-test}" in
 	test) echo "$RMDEV_CACHE/kernel/current" ;;

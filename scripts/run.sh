@@ -9,7 +9,7 @@ set -euo pipefail
 "$RMDEV_TOP/scripts/mk-l2-initramfs.sh"
 l2=("$(readlink -f "$RMDEV_CACHE/l2/bzImage")" "$RMDEV_TOP/tests/out/l2-initramfs.cpio.gz")
 if [ -t 0 ]; then
-	kdir=$(rmdev_kdir test)
+	kdir=$(rmdev_kdir "${RMDEV_KFLAVOUR:-test}")
 	args=(--run "$kdir" --memory 2G --cpus 2 --rwdir="$RMDEV_TOP/tests/out")
 	[ "$(rmdev_accel)" = kvm ] || args+=(--disable-kvm)
 	exec vng "${args[@]}" --exec "bash $RMDEV_TOP/tests/qemu/demo.sh $RMDEV_TOP 1 ${l2[*]}"

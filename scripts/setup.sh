@@ -7,7 +7,7 @@
 # with LLVM.
 # Each step leaves a stamp in the cache, so a second run does nothing.
 #
-# Usage: scripts/setup.sh [host|tools|kernel|bench-kernel|uapi|l2|lint|all]   (default: all)
+# Usage: scripts/setup.sh [host|tools|kernel|debug-kernel|bench-kernel|uapi|l2|lint|all]   (default: all)
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -143,13 +143,13 @@ kmake() {
 }
 
 # The kernels, built from Debian's linux-source with kernel/patches applied:
-# "test" (the default: rmdev.config plus the checkers of debug.config), which
-# `make test` and `make run` use, and "bench" (rmdev.config alone), built on
-# the first `make bench` only, so that the checkers' cost is never measured.
+# "test" (rmdev.config), which `make test`, `make run` and `make bench` use,
+# and "debug" (rmdev.config plus the checkers of debug.config), which
+# `make test-debug` and `make fuzz` use and build on first use only.
 kernel_frags() {
 	case "$1" in
-	test) echo "$RMDEV_TOP/kernel/rmdev.config $RMDEV_TOP/kernel/debug.config" ;;
-	bench) echo "$RMDEV_TOP/kernel/rmdev.config" ;;
+	test | bench) echo "$RMDEV_TOP/kernel/rmdev.config" ;;
+	debug) echo "$RMDEV_TOP/kernel/rmdev.config $RMDEV_TOP/kernel/debug.config" ;;
 	*) die "unknown kernel flavour $1" ;;
 	esac
 }
@@ -157,12 +157,12 @@ kernel_frags() {
 setup_kernel() {
 	local flavour=${1:-test} frags
 	read -r -a frags <<<"$(kernel_frags "$flavour")"
-	# The cache key: the config fragments, the patches, the compilers and the
-	# recipe's version (bump RECIPE when build_kernel changes what it
-	# produces).
+	# The cache key: the config fragments' settings (not their comments), the
+	# patches, the compilers and the recipe's version (bump RECIPE when
+	# build_kernel changes what it produces).
 	local key
-	key=$( (cat "${frags[@]}" && cat_patches && echo "recipe $RECIPE" && rustc --version &&
-		clang-19 --version | head -n1) | sha256sum | cut -c1-12)
+	key=$( (grep -hE '^(CONFIG_|# CONFIG_)' "${frags[@]}" && cat_patches && echo "recipe $RECIPE" &&
+		rustc --version && clang-19 --version | head -n1) | sha256sum | cut -c1-12)
 
 	# Any cached 7.2.x kernel built from the same key is good enough: a new
 	# patch release in the archive does not force a rebuild unless asked.
@@ -255,7 +255,7 @@ build_kernel() {
 # from which tools/vfio-uapi generates the tools' uAPI definitions.
 setup_uapi() {
 	local kdir
-	kdir=$(rmdev_kdir test)
+	kdir=$(rmdev_kdir "${RMDEV_KFLAVOUR:-test}")
 	[ -f "$kdir/usr/include/linux/vfio.h" ] && [ -f "$kdir/usr/include/linux/iommufd.h" ] && return
 	log "installing the kernel's UAPI headers"
 	kmake -C "$kdir" headers
@@ -275,7 +275,7 @@ L2_RECIPE=1
 
 setup_l2() {
 	local key kver out
-	kver=$(basename "$(rmdev_kdir test)" | cut -d- -f2)
+	kver=$(basename "$(rmdev_kdir "${RMDEV_KFLAVOUR:-test}")" | cut -d- -f2)
 	key=$( (printf '%s\n' "${L2_OPTS[@]}" "recipe $L2_RECIPE" "$kver" && gcc --version | head -n1) | sha256sum | cut -c1-12)
 	out=$RMDEV_CACHE/l2/kernel-$kver-$key
 	if [ ! -f "$out/.rmdev-built" ]; then
@@ -303,7 +303,8 @@ what=${1:-all}
 case "$what" in
 host) setup_host ;;
 tools) setup_tools ;;
-kernel) setup_kernel test ;;
+kernel) setup_kernel "${RMDEV_KFLAVOUR:-test}" ;;
+debug-kernel) setup_kernel debug ;;
 bench-kernel) setup_kernel bench ;;
 uapi) setup_uapi ;;
 l2) setup_l2 ;;
@@ -311,7 +312,7 @@ lint) setup_lint ;;
 all)
 	setup_host
 	setup_tools
-	setup_kernel test
+	setup_kernel "${RMDEV_KFLAVOUR:-test}"
 	setup_uapi
 	setup_l2
 	;;

@@ -13,11 +13,11 @@ out=$RMDEV_TOP/tests/out
 mkdir -p "$out"
 "$RMDEV_TOP/scripts/mk-l2-initramfs.sh"
 l2k=$(readlink -f "$RMDEV_CACHE/l2/bzImage")
-kdir=$(rmdev_kdir test)
+kdir=$(rmdev_kdir "${RMDEV_KFLAVOUR:-test}")
 # One boot of the test VM, its output in $out/vm-test.log. A watchdog ends a
 # boot that has not started the tests within STALL seconds (the guest
 # prints the KTAP version line, "TAP version 13", first thing).
-STALL=240
+STALL=600
 started() { grep -q '^TAP version 13$' "$out/vm-test.log" 2>/dev/null; }
 boot() {
 	: >"$out/vm-test.log"

@@ -3,22 +3,27 @@
 #
 # Boot a cached kernel in QEMU with the host's root file system shared
 # read-only (virtme-ng), and run a command in it: scripts/vm.sh -- CMD...
-# With no command it opens a shell. `--bench` boots the bench kernel (no
-# checkers) instead of the test kernel. KVM is used when a probe boot shows
+# With no command it opens a shell. RMDEV_KFLAVOUR=debug boots the debug
+# kernel; `--bench` boots the bench kernel, with kmemleak left off. KVM is used when a probe boot shows
 # it really boots a guest; otherwise TCG.
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-flavour="test"
+flavour=${RMDEV_KFLAVOUR:-test}
 [ "${1:-}" = "--bench" ] && flavour=bench && shift
 kdir=$(rmdev_kdir "$flavour")
 accel=$(rmdev_accel)
-# The test kernel's checkers must stay on for the whole boot: KASAN prints
+args=(--run "$kdir" --memory 2G --cpus 2 --rwdir="$RMDEV_TOP/tests/out")
+case "$flavour" in
+# Leak checking is for tests; a bench boot leaves kmemleak off, as
+# rmdev.config builds it.
+test) args+=(--append "kmemleak=on") ;;
+# The debug kernel's checkers must stay on for the whole boot: KASAN prints
 # every report, not only the first (kasan_multi_shot), and 4-level paging
 # avoids a KASAN report under TCG with LA57 at boot (no5lvl), which would
 # taint the kernel and so switch lockdep off before any test ran.
-args=(--run "$kdir" --memory 2G --cpus 2 --rwdir="$RMDEV_TOP/tests/out"
-	--append "kmemleak=on no5lvl kasan_multi_shot")
+debug) args+=(--append "kmemleak=on no5lvl kasan_multi_shot") ;;
+esac
 [ "$accel" = kvm ] || args+=(--disable-kvm)
 mkdir -p "$RMDEV_TOP/tests/out"
 [ "${1:-}" = "--" ] && shift
