@@ -22,6 +22,14 @@ else
 	kdir=$(rmdev_kdir "${RMDEV_KFLAVOUR:-test}")
 	src=$RMDEV_TOP
 fi
+# Kbuild runs an external module's commands from the kernel tree with
+# relative paths, so a build made against the other kernel (test or debug)
+# would look up to date: the build products of another kernel go first.
+stamp=$src/.rmdev-kdir
+if [ "$(cat "$stamp" 2>/dev/null)" != "$kdir" ]; then
+	make -s -C "$kdir" M="$src" LLVM="$RMDEV_LLVM" clean
+	echo "$kdir" >"$stamp"
+fi
 make -s -C "$kdir" M="$src" LLVM="$RMDEV_LLVM" \
 	RUST_LIB_SRC="$RMDEV_CACHE/rust-lib-src" ${CLIPPY:+CLIPPY=1} modules
 log "built $(du -k "$src/rmdev.ko" | cut -f1)K $src/rmdev.ko"
