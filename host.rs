@@ -37,6 +37,7 @@ pub mod sysfs {
 pub mod mdev_parent {
     pub mod card;
     pub mod hwport;
+    pub mod mediate;
     pub mod physcard;
     pub mod uart;
 }

@@ -68,6 +68,10 @@ pub(crate) const MCR_OUT1: u8 = 1 << 2;
 /// driver's, set while an instance has the port.
 pub(crate) const MCR_OUT2: u8 = 1 << 3;
 /// Loopback: never set by this driver, and never by a guest.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the tests check it stays clear")
+)]
 pub(crate) const MCR_LOOP: u8 = 1 << 4;
 /// The MCR bits a guest controls.
 pub(crate) const MCR_GUEST: u8 = MCR_DTR | MCR_RTS | MCR_OUT1;
@@ -104,6 +108,10 @@ pub(crate) const SERVICE_RX_BUDGET: usize = 64;
 /// The most register accesses of one [`HwPort::service`] call: per round an
 /// IIR, an LSR and an MSR read, an IER write and a burst of THR writes; per
 /// byte received an RBR and an LSR read.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the tests hold the handler to it")
+)]
 pub(crate) const SERVICE_MAX_ACCESSES: usize =
     SERVICE_ROUNDS * (4 + HW_FIFO) + 2 * SERVICE_RX_BUDGET;
 /// [`HwPort::pop_rx`] re-enables the receive interrupt of a throttled port
@@ -533,7 +541,7 @@ impl HwPort {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     extern crate std;
     use core::cell::{Cell, RefCell};
@@ -563,7 +571,7 @@ mod tests {
     /// the datasheet's priorities. Loopback is not modelled (the driver
     /// never sets it).
     #[derive(Default)]
-    struct State {
+    pub(crate) struct State {
         ier: u8,
         lcr: u8,
         mcr: u8,
@@ -620,30 +628,31 @@ mod tests {
         }
     }
 
+    /// A fake 16550A (see [`State`]); `mediate.rs` tests with it too.
     #[derive(Default)]
-    struct Fake(RefCell<State>);
+    pub(crate) struct Fake(RefCell<State>);
 
     impl Fake {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             let f = Self::default();
             f.0.borrow_mut().trigger = 1;
             f
         }
 
         /// The bytes `data` are on the wire, to arrive later.
-        fn send_to_port(&self, data: &[u8]) {
+        pub(crate) fn send_to_port(&self, data: &[u8]) {
             let mut s = self.0.borrow_mut();
             s.wire_in.extend(data.iter().map(|&b| (b, 0)));
         }
 
         /// One byte with errors (PE, FE, BI) is on the wire.
-        fn send_bad(&self, b: u8, errors: u8) {
+        pub(crate) fn send_bad(&self, b: u8, errors: u8) {
             self.0.borrow_mut().wire_in.push_back((b, errors));
         }
 
         /// Up to `n` bytes move from the wire into the receive FIFO, while
         /// it has room (the sender is flow-controlled: nothing is lost).
-        fn arrive(&self, n: usize) {
+        pub(crate) fn arrive(&self, n: usize) {
             let mut s = self.0.borrow_mut();
             for _ in 0..n {
                 if s.rx.len() == HW_FIFO {
@@ -657,7 +666,7 @@ mod tests {
         }
 
         /// Up to `n` bytes leave the transmit FIFO on the wire.
-        fn wire_moves(&self, n: usize) {
+        pub(crate) fn wire_moves(&self, n: usize) {
             let mut s = self.0.borrow_mut();
             let before = s.tx.len();
             for _ in 0..n {
@@ -671,7 +680,7 @@ mod tests {
             }
         }
 
-        fn set_modem_inputs(&self, v: u8) {
+        pub(crate) fn set_modem_inputs(&self, v: u8) {
             let mut s = self.0.borrow_mut();
             let old = s.msr_in;
             let changed = old ^ v;
@@ -693,12 +702,12 @@ mod tests {
         }
 
         /// The port's interrupt output as the bus sees it (gated by OUT2).
-        fn irq(&self) -> bool {
+        pub(crate) fn irq(&self) -> bool {
             let s = self.0.borrow();
             s.iir() & IIR_NO_INT == 0 && s.mcr & MCR_OUT2 != 0
         }
 
-        fn sent(&self) -> Vec<u8> {
+        pub(crate) fn sent(&self) -> Vec<u8> {
             self.0.borrow().sent.clone()
         }
     }

@@ -180,6 +180,10 @@ pub(crate) enum BarKind {
     /// I/O ports.
     Io,
     /// Memory.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the kernel glue reaches both kinds alike")
+    )]
     Mem,
 }
 
