@@ -22,10 +22,23 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
+/// The interrupts the port's IRQ line has taken, from `/proc/interrupts`.
+/// The line is found by the port's IRQ number: ports that share a line (two
+/// cards on one INTx pin) are listed there under the first port's name only.
 fn irqs(tty: &str) -> u64 {
     let text = fs::read_to_string("/proc/interrupts").unwrap_or_default();
+    let irq = fs::read_to_string(format!("/sys/class/tty/{tty}/irq")).unwrap_or_default();
+    let label = format!("{}:", irq.trim());
     text.lines()
-        .filter(|l| l.split_whitespace().any(|w| w == tty))
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            let first = w.next();
+            if irq.trim().is_empty() {
+                w.any(|w| w == tty)
+            } else {
+                first == Some(label.as_str())
+            }
+        })
         .map(|l| {
             l.split_whitespace()
                 .skip(1)
