@@ -22,21 +22,33 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
+/// The port's IRQ number, from sysfs (0: the port has none and is polled).
+fn irq_of(tty: &str) -> Option<u32> {
+    fs::read_to_string(format!("/sys/class/tty/{tty}/irq"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The interrupts the port's IRQ line has taken, from `/proc/interrupts`.
 /// The line is found by the port's IRQ number: ports that share a line (two
 /// cards on one INTx pin) are listed there under the first port's name only.
+/// A port without an IRQ (number 0, polled by a timer) has taken none.
 fn irqs(tty: &str) -> u64 {
     let text = fs::read_to_string("/proc/interrupts").unwrap_or_default();
-    let irq = fs::read_to_string(format!("/sys/class/tty/{tty}/irq")).unwrap_or_default();
-    let label = format!("{}:", irq.trim());
+    let irq = irq_of(tty);
+    if irq == Some(0) {
+        return 0;
+    }
+    let label = irq.map(|n| format!("{n}:"));
     text.lines()
         .filter(|l| {
             let mut w = l.split_whitespace();
             let first = w.next();
-            if irq.trim().is_empty() {
-                w.any(|w| w == tty)
-            } else {
-                first == Some(label.as_str())
+            match &label {
+                Some(label) => first == Some(label.as_str()),
+                None => w.any(|w| w == tty),
             }
         })
         .map(|l| {
@@ -194,7 +206,8 @@ fn main() {
     match run(tty, total, chunk, key) {
         Ok((n, irq)) => {
             println!("ok - L2 {tty}: {n} bytes in writes of {chunk} {what}");
-            println!("# L2 {tty}: {irq} interrupts");
+            let line = irq_of(tty).map_or("?".to_string(), |n| n.to_string());
+            println!("# L2 {tty}: {irq} interrupts (IRQ {line})");
             println!(
                 "{} - L2 {tty}: the transfer is interrupt-driven",
                 if irq > 0 { "ok" } else { "not ok" }
