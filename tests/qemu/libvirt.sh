@@ -256,7 +256,7 @@ libvirt_tests() {
 	if [ -n "$LV_CARD" ]; then
 		uc=$(new_uuid)
 		mdevctl start -u "$uc" -p "$LV_CARD" -t rmdev-serial-2
-		tests=$tests,00/05.0:4096:4096:50
+		tests=$tests,00/05.0:1024:1024:50
 		hostdevs="
 		    <hostdev mode='subsystem' type='mdev' model='vfio-pci'>
 		      <source>
@@ -321,9 +321,9 @@ libvirt_tests() {
 	if [ -n "$LV_CARD" ]; then
 		grep -q "sysfsdev.*/sys/bus/mdev/devices/$uc" "/var/log/libvirt/qemu/$LV_DOM.log"
 		ok $? "libvirt L2: libvirt hands QEMU the card's instance too"
-		[ "$(tr -d '\r' <"$log" | grep -cE '^ok - L2 ttyS[0-9]+: 4096 bytes in writes of 4096 come back XOR 0x5[01] intact')" = 2 ] &&
+		[ "$(tr -d '\r' <"$log" | grep -cE '^ok - L2 ttyS[0-9]+: 1024 bytes in writes of 1024 come back XOR 0x5[01] intact')" = 2 ] &&
 			grep -q '^ok - L2 device 00:05.0 has 2 serial ports' "$log"
-		ok $? "libvirt L2: the card's instance carried 4096 bytes out and back on both its ports"
+		ok $? "libvirt L2: the card's instance carried 1024 bytes out and back on both its ports"
 	fi
 	check "virsh undefine the L2 domain" lvirsh undefine "$LV_DOM"
 	check "virsh nodedev-destroy the domain's instance" lvirsh nodedev-destroy "mdev_${u//-/_}_rmdev"
