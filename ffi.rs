@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The FFI and adapter layer: bindings for the C APIs upstream Rust lacks
-//! (VFIO, mdev, eventfd, device classes, pages shared with userspace) and
+//! (VFIO, mdev, eventfd, device classes, pages shared with userspace,
+//! interrupt-safe locks, port I/O, events from interrupt threads) and
 //! safe wrappers around them. Every `unsafe` block of rmdev lives under this
 //! module, and it imports nothing from the rest of the crate.
 
 pub(crate) mod bindings;
 pub(crate) mod class;
+pub(crate) mod event;
 pub(crate) mod eventfd;
+pub(crate) mod irqlock;
 pub(crate) mod mdev;
 pub(crate) mod mem;
+pub(crate) mod pci;
+pub(crate) mod portio;
 pub(crate) mod vfio;

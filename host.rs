@@ -36,5 +36,8 @@ pub mod sysfs {
 /// The kernel-free part of the device personalities.
 pub mod mdev_parent {
     pub mod card;
+    pub mod hwport;
+    pub mod mediate;
+    pub mod physcard;
     pub mod uart;
 }

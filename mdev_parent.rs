@@ -5,13 +5,20 @@
 //! The one personality so far is a PCI serial card with one or two 16550A
 //! ports ([`serial`]), guest-compatible with the kernel's `mtty` sample (same
 //! IDs, class and BAR layout); [`card`] and [`uart`] are its kernel-free
-//! parts. The one parent kind so far is the virtual parent ([`virt`]), a
-//! class device with a pool of software ports. A parent is an
-//! [`crate::ffi::mdev::Parent`] on some device with the serial types of
-//! [`crate::sysfs::lifecycle`], so another kind (a PCI card's driver, say)
-//! registers the same types on its own device with its own pool.
+//! parts. There are two parent kinds: the virtual parent ([`virt`]), a class
+//! device with a pool of software ports, and the physical parent ([`phys`]),
+//! a multi-port serial card rmdev drives as a PCI driver, whose ports back
+//! the instances' ports. Its kernel-free parts are the card table
+//! ([`physcard`]), the physical port's driver ([`hwport`]) and the
+//! mediation between a virtual and a physical port ([`mediate`]). A parent
+//! is an [`crate::ffi::mdev::Parent`] on some device with the serial types of
+//! [`crate::sysfs::lifecycle`].
 
 pub(crate) mod card;
+pub(crate) mod hwport;
+pub(crate) mod mediate;
+pub(crate) mod phys;
+pub(crate) mod physcard;
 pub(crate) mod serial;
 pub(crate) mod uart;
 pub(crate) mod virt;

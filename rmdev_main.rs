@@ -21,8 +21,8 @@ mod sysfs;
 mod vfio_pci_core;
 
 use ffi::mdev::Registration;
-use kernel::prelude::*;
-use mdev_parent::virt::VirtualParent;
+use kernel::{driver, pci, prelude::*};
+use mdev_parent::{phys::PciDriver, virt::VirtualParent};
 use sysfs::lifecycle::SerialTypes;
 
 /// Largest pool accepted: bounds the memory a typo in `ports` can commit.
@@ -42,11 +42,15 @@ module! {
     },
 }
 
-/// The module: the mdev driver and the virtual parent.
+/// The module: the mdev driver, the virtual parent, and the PCI driver of
+/// the cards that become physical parents.
 #[pin_data]
 struct Rmdev {
-    /// Dropped first (fields drop in order): a parent goes before the driver
-    /// its types belong to.
+    /// Dropped first (fields drop in order): parents go before the driver
+    /// their types belong to. Unregistering the PCI driver unbinds every
+    /// card, which removes its parent.
+    #[pin]
+    pci: driver::Registration<pci::Adapter<PciDriver>>,
     #[pin]
     parent: VirtualParent,
     #[pin]
@@ -62,9 +66,11 @@ impl kernel::InPlaceModule for Rmdev {
                     pr_err!("ports={} is out of range 1-{}\n", ports, MAX_PORTS);
                     Err(EINVAL)?;
                 }
+                ffi::mdev::init_globals();
             },
             driver <- Registration::new(module),
             parent <- VirtualParent::new(&driver, ports),
+            pci <- driver::Registration::new(c"rmdev", module),
             _: {
                 pr_info!("registered parent rmdev with {} ports\n", ports);
             },
@@ -74,14 +80,53 @@ impl kernel::InPlaceModule for Rmdev {
 
 #[kunit_tests(rmdev_core)]
 mod tests {
-    use crate::ffi::mem::SharedPage;
+    use crate::ffi::{
+        event::{EventHandler, EventSlot},
+        irqlock::new_irq_spinlock,
+        mem::SharedPage,
+    };
     use crate::mdev_parent::uart::{off, Uart};
     use crate::sysfs::pool::Pool;
     use crate::vfio_pci_core::emul::{
         config::{reg, Bar, ConfigSpace},
         region,
     };
-    use kernel::page::PAGE_SIZE;
+    use core::sync::atomic::{AtomicU32, Ordering};
+    use kernel::{page::PAGE_SIZE, prelude::*};
+
+    /// Counts the events it gets.
+    struct Counter(AtomicU32);
+
+    impl EventHandler for Counter {
+        fn event(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_waker_runs_its_handler_only_while_the_slot_lives() {
+        let Ok(slot) = KBox::pin_init(EventSlot::new(Counter(AtomicU32::new(0))), GFP_KERNEL)
+        else {
+            // No memory: nothing to check.
+            return;
+        };
+        let waker = slot.waker();
+        waker.wake();
+        waker.clone().wake();
+        assert_eq!(slot.0.load(Ordering::Relaxed), 2);
+        drop(slot);
+        // The slot is gone: waking does nothing (and touches nothing).
+        waker.wake();
+    }
+
+    #[test]
+    fn the_irq_safe_lock_guards_its_data() {
+        let Ok(lock) = KBox::pin_init(new_irq_spinlock!(5u32, c"rmdev_test"), GFP_KERNEL) else {
+            return;
+        };
+        *lock.lock() += 1;
+        assert_eq!(*lock.lock(), 6);
+    }
 
     #[test]
     fn bar_sizing_in_kernel() {

@@ -22,6 +22,7 @@ mod rdwr;
 
 use crate::ffi::{
     bindings as vb,
+    event::{EventHandler, EventSlot, Waker},
     eventfd::EventFd,
     mem::Mapping,
     vfio::{self, IrqfdSlot, UserBuf},
@@ -189,6 +190,19 @@ pub(crate) trait PciDevice: Send + Sync + Sized + 'static {
     /// Returns the device to its power-on state.
     fn reset(state: &mut Self::State, ctx: &mut Ctx);
 
+    /// Something happened for the device outside the guest's accesses: a
+    /// [`Waker`] from [`PciCore::waker`] was woken (for example by the
+    /// interrupt thread of the hardware backing the device). Runs under the
+    /// library's spinlock, like the access hooks.
+    fn event(_state: &mut Self::State, _ctx: &mut Ctx) {}
+
+    /// Whether this device offers migration: [`Self::MIGRATION`] unless the
+    /// device says otherwise (one backed by hardware whose state does not
+    /// travel, say).
+    fn migratable(&self) -> bool {
+        Self::MIGRATION
+    }
+
     /// Whether the device can be migrated: it implements [`Self::save`] and
     /// [`Self::load`]. The library then offers VFIO migration v2 with
     /// `STOP_COPY`, `P2P` and `PRE_COPY`.
@@ -227,6 +241,16 @@ pub(crate) type Ctx = emul::intrs::Ctx<EventFd>;
 struct Inner<S> {
     ctx: Ctx,
     dev: S,
+    /// The device's [`PciDevice::event`] hook.
+    on_event: fn(&mut S, &mut Ctx),
+}
+
+impl<S: Send + Unpin> EventHandler for IrqfdSlot<SpinLock<Inner<S>>> {
+    fn event(&self) {
+        let mut g = self.lock();
+        let Inner { ctx, dev, on_event } = &mut *g;
+        on_event(dev, ctx);
+    }
 }
 
 /// A VFIO PCI device built from a [`PciDevice`].
@@ -256,8 +280,10 @@ pub(crate) struct PciCore<D: PciDevice> {
     /// costs more than the work it guards. It comes with the irqfd that
     /// unmasks INTx (`ACTION_UNMASK` with `DATA_EVENTFD`), whose handler it
     /// is (see `intrs.rs`).
+    /// In an event slot: the device's backend wakes it through a
+    /// [`Waker`] (see [`PciDevice::event`]).
     #[pin]
-    inner: IrqfdSlot<SpinLock<Inner<D::State>>>,
+    inner: EventSlot<IrqfdSlot<SpinLock<Inner<D::State>>>>,
     /// The migration state machine and its data files; a mutex, as opening
     /// and filling files sleeps.
     #[pin]
@@ -326,10 +352,11 @@ impl<D: PciDevice> PciCore<D> {
             cfg_fp,
             cfg_map,
             reset_cfg: cfg.clone(),
-            inner <- IrqfdSlot::new(new_spinlock!(Inner {
+            inner <- EventSlot::new(IrqfdSlot::new(new_spinlock!(Inner {
                 ctx: Ctx::new(cfg),
                 dev: state,
-            })),
+                on_event: D::event,
+            }))),
             mig <- new_mutex!(MigCtl::new()),
             igate <- new_mutex!(()),
             dev,
@@ -339,6 +366,12 @@ impl<D: PciDevice> PciCore<D> {
     /// The device built on the library.
     pub(crate) fn device(&self) -> &D {
         &self.dev
+    }
+
+    /// A waker that runs the device's [`PciDevice::event`] hook, for its
+    /// backend. It does nothing once the device is gone.
+    pub(crate) fn waker(&self) -> Waker {
+        self.inner.waker()
     }
 
     /// Runs `f` on the device's state (for debug output).
@@ -403,7 +436,7 @@ impl<D: PciDevice> PciCore<D> {
 
     fn reset(&self) {
         let mut g = self.inner.lock();
-        let Inner { ctx, dev } = &mut *g;
+        let Inner { ctx, dev, .. } = &mut *g;
         // A device reset also ends a migration stop (the caller moved the
         // migration state back to RUNNING); a Function Level Reset does not.
         self.reset_locked(ctx, dev, true);
@@ -508,7 +541,7 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
     }
 
     fn migration_flags(&self) -> u32 {
-        if D::MIGRATION {
+        if self.dev.migratable() {
             emul::mig::FLAGS
         } else {
             0

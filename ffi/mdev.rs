@@ -18,9 +18,12 @@
 //!   driver's choosing ([`Driver::ParentData`]), which the type callbacks get.
 //!
 //! A parent must be dropped before the driver registration it was made with;
-//! dropping it removes every instance of its types.
+//! dropping it removes every instance of its types. A parent made where the
+//! registration is out of reach (a PCI driver's probe) finds it by name with
+//! [`Parent::new_registered`]: a registration is listed while it exists.
 
 use super::vfio;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::{fmt, marker::PhantomData, ptr};
 use kernel::{
     bindings,
@@ -35,6 +38,30 @@ use kernel::{
 };
 
 use super::bindings as vb;
+
+/// The registered mdev driver, as [`Parent::new_registered`] finds it.
+struct Listed {
+    name: &'static CStr,
+    /// The address of the registration's `struct mdev_driver`.
+    raw: usize,
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: `init_globals` initialises it, once, from module init, before
+    // any registration exists to use it.
+    unsafe(uninit) static DRIVER: Mutex<Option<Listed>> = None;
+}
+
+/// Prepares this module's global state. The module's init calls it first.
+pub(crate) fn init_globals() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: `DONE` makes this the one call; it comes before any lock of
+    // `DRIVER` (module init calls it before registering anything).
+    unsafe { DRIVER.init() };
+}
 
 /// An mdev type as a parent declares it.
 #[derive(Clone, Copy)]
@@ -213,8 +240,13 @@ impl<T: Driver> Registration<T> {
                     (*drv).driver.owner = module.as_ptr();
                     (*drv).driver.mod_name = T::NAME.as_char_ptr();
                     (*drv).driver.dev_groups = attrs.groups.as_ptr();
-                    to_result(vb::mdev_register_driver(drv))
+                    to_result(vb::mdev_register_driver(drv))?;
                 }
+                *DRIVER.lock() = Some(Listed {
+                    name: T::NAME,
+                    raw: drv as usize,
+                });
+                Ok::<(), Error>(())
             }),
             _t: PhantomData,
         })
@@ -228,6 +260,15 @@ impl<T: Driver> Registration<T> {
 #[pinned_drop]
 impl<T: Driver> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
+        {
+            let mut listed = DRIVER.lock();
+            if listed
+                .as_ref()
+                .is_some_and(|l| l.raw == self.raw.get() as usize)
+            {
+                *listed = None;
+            }
+        }
         // SAFETY: By the type invariant the driver is registered; this is the
         // only place it is unregistered.
         unsafe { vb::mdev_unregister_driver(self.raw.get()) };
@@ -330,6 +371,45 @@ impl<T: Driver> Parent<T> {
                 // above); `drv` is registered and outlives the parent (the
                 // caller's contract); the type slots live in `types`, which
                 // stays in place (heap memory) until after unregistration.
+                to_result(unsafe {
+                    vb::mdev_register_parent(parent, dev_ptr, drv, types.ptrs.as_mut_ptr(), n)
+                })
+            }),
+        })
+    }
+}
+
+impl<T: Driver> Parent<T> {
+    /// Registers `types` of driver `T` on `dev`, with `data` for the type
+    /// callbacks, finding `T`'s registration by its name: `ENODEV` when it
+    /// is not registered. The registration must outlive the parent, as with
+    /// [`Parent::new`]: the module drops what holds parents (its PCI driver)
+    /// before the registration.
+    pub(crate) fn new_registered<'a>(
+        dev: &'a Device,
+        infos: &'a [TypeInfo],
+        data: T::ParentData,
+    ) -> impl PinInit<Self, Error> + 'a
+    where
+        T::ParentData: 'a,
+    {
+        let dev_ptr = ptr::from_ref(dev).cast::<bindings::device>().cast_mut();
+        try_pin_init!(Self {
+            data,
+            types: TypeTable::new(infos)?,
+            dev: ARef::from(dev),
+            raw <- Opaque::try_ffi_init(move |parent: *mut vb::mdev_parent| {
+                let n = u32::try_from(types.ptrs.len()).map_err(|_| EINVAL)?;
+                // Held across the registration: the driver cannot be
+                // unlisted (and then unregistered) half way.
+                let listed = DRIVER.lock();
+                let drv = listed
+                    .as_ref()
+                    .filter(|l| l.name == T::NAME)
+                    .ok_or(ENODEV)?
+                    .raw as *mut vb::mdev_driver;
+                // SAFETY: As in `Parent::new`; `drv` is a registered driver:
+                // it is listed, and it is unlisted before it is unregistered.
                 to_result(unsafe {
                     vb::mdev_register_parent(parent, dev_ptr, drv, types.ptrs.as_mut_ptr(), n)
                 })

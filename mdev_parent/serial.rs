@@ -3,10 +3,13 @@
 //! The serial card personality: one or two 16550A ports behind the card's
 //! PCI face ([`super::card`]), built on [`crate::vfio_pci_core`] through its
 //! hooks only. Ports come from the pool of the parent the instance belongs
-//! to and go back when the instance's VFIO device is released.
+//! to and go back when the instance's VFIO device is released. On a
+//! physical parent ([`super::phys`]) each port is also backed by one of the
+//! card's physical ports, which it mediates ([`super::mediate`]).
 
 use super::{
     card,
+    phys::{CardHw, PortRef},
     uart::{Saved, Uart},
 };
 use crate::sysfs::{pool::Pool, types::TypeDesc};
@@ -22,9 +25,18 @@ use crate::vfio_pci_core::{
 use core::fmt;
 use kernel::{prelude::*, sync::Arc};
 
+/// Where a parent's instances get their ports: the pool that counts them,
+/// and on a physical parent the card whose ports back them.
+pub(crate) struct PortSource {
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) card: Option<Arc<CardHw>>,
+}
+
 /// The serial card personality: `ports` 16550A ports.
 pub(crate) struct Serial {
     ports: usize,
+    /// Backed by a card's physical ports.
+    physical: bool,
     /// The PCI Express variant (see [`card`]).
     express: bool,
     /// The pool the ports came from; they go back when the instance goes.
@@ -43,6 +55,9 @@ impl Drop for Serial {
 /// Per-instance mutable state: the ports.
 pub(crate) struct SerialState {
     ports: [Uart; 2],
+    /// The physical ports backing the ports, on a physical parent. Dropping
+    /// one hands the physical port back to the card.
+    phys: [Option<PortRef>; 2],
     /// The ports the card has (the others have no BAR and stay idle).
     count: usize,
 }
@@ -110,6 +125,9 @@ impl PciDevice for Serial {
                 *b = port.read(off.wrapping_add(i as u64));
             }
         }
+        if let (Some(port), Some(Some(phys))) = (state.ports.get_mut(bar), state.phys.get(bar)) {
+            phys.sync(port);
+        }
         state.update_irq(ctx);
     }
 
@@ -120,15 +138,39 @@ impl PciDevice for Serial {
                 port.write(off.wrapping_add(i as u64), b);
             }
         }
+        if let (Some(port), Some(Some(phys))) = (state.ports.get_mut(bar), state.phys.get(bar)) {
+            phys.sync(port);
+        }
         state.update_irq(ctx);
     }
 
     fn reset(state: &mut SerialState, ctx: &mut Ctx) {
         state.ports.iter_mut().for_each(Uart::reset);
+        for (port, phys) in state.ports.iter_mut().zip(&state.phys) {
+            if let Some(phys) = phys {
+                phys.sync(port);
+            }
+        }
         ctx.set_irq(false);
     }
 
+    /// The physical port has news (bytes, room, modem lines).
+    fn event(state: &mut SerialState, ctx: &mut Ctx) {
+        for (port, phys) in state.ports.iter_mut().zip(&state.phys) {
+            if let Some(phys) = phys {
+                phys.sync(port);
+            }
+        }
+        state.update_irq(ctx);
+    }
+
     const MIGRATION: bool = true;
+
+    /// A port backed by hardware does not migrate: the bytes in flight on
+    /// its physical port and the line itself stay on this host.
+    fn migratable(&self) -> bool {
+        !self.physical
+    }
 
     /// The port count, and 0x100 for the PCI Express variant: a stream
     /// loads only into a card of the same type.
@@ -169,7 +211,8 @@ pub(crate) type Instance = PciCore<Serial>;
 impl Serial {
     /// Makes an instance of type `t`, taking its ports from `pool`: `ENOSPC`
     /// when the pool has too few.
-    pub(crate) fn create(pool: &Arc<Pool>, t: &TypeDesc) -> Result<Pin<KBox<Instance>>> {
+    pub(crate) fn create(src: &PortSource, t: &TypeDesc) -> Result<Pin<KBox<Instance>>> {
+        let pool = &src.pool;
         if !pool.try_take(t.ports) {
             return Err(ENOSPC);
         }
@@ -177,15 +220,32 @@ impl Serial {
         // on the error paths below as well.
         let dev = Serial {
             ports: t.ports as usize,
+            physical: src.card.is_some(),
             express: t.express,
             pool: pool.clone(),
             regions: [card::stats_region(t.ports as usize)],
         };
-        let state = SerialState {
-            ports: [Uart::new(), Uart::new()],
-            count: (t.ports as usize).min(card::MAX_PORTS),
+        let count = (t.ports as usize).min(card::MAX_PORTS);
+        // The pool counts the card's ports, so the card has them free.
+        let phys = match &src.card {
+            Some(c) => CardHw::claim(c, count).ok_or(ENOSPC)?,
+            None => [None, None],
         };
-        KBox::pin_init(PciCore::new(dev, state)?, GFP_KERNEL)
+        let mut ports = [Uart::new(), Uart::new()];
+        for (port, _) in ports.iter_mut().zip(&phys).filter(|(_, p)| p.is_some()) {
+            port.set_mediated();
+        }
+        // Attaching sleeps: it is done below, outside the instance's lock.
+        let attach = phys.each_ref().map(|p| p.as_ref().map(PortRef::target));
+        let state = SerialState { ports, phys, count };
+        let instance = KBox::pin_init(PciCore::new(dev, state)?, GFP_KERNEL)?;
+        // The physical ports start working, and tell the instance when they
+        // have news.
+        let waker = instance.waker();
+        for (card, index) in attach.iter().flatten() {
+            card.attach(*index, waker.clone());
+        }
+        Ok(instance)
     }
 
     /// Writes the instance's state: interrupts delivered, and per port the
@@ -196,11 +256,15 @@ impl Serial {
             writeln!(out, "irqs {}", ctx.irqs_delivered())?;
             for (i, p) in s.ports[..ports].iter().enumerate() {
                 let st = p.stats();
-                writeln!(
+                write!(
                     out,
                     "port{} divisor {} lcr {:#04x} mcr {:#04x} tx {} rx {} overrun {}",
                     i, st.divisor, st.lcr, st.mcr, st.tx, st.rx, st.overruns
                 )?;
+                match &s.phys[i] {
+                    Some(phys) => writeln!(out, " phys {}", phys)?,
+                    None => writeln!(out)?,
+                }
             }
             Ok(())
         })

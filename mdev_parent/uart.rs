@@ -7,6 +7,13 @@
 //! does, and it is transmitted at once: the transmitter is always empty again
 //! right after a write. The receive FIFO holds 16 bytes; a byte arriving when
 //! it is full is lost and sets the overrun bit, as on real hardware.
+//!
+//! A *mediated* port ([`Uart::set_mediated`]) is backed by a physical port
+//! instead: what the guest transmits waits in a 16-byte transmit FIFO until
+//! the driver of the physical port takes it ([`Uart::pop_tx`]), so THR stays
+//! full (LSR.THRE clear) for as long as the hardware is busy; received bytes
+//! come from the physical port ([`Uart::deliver`]) only while the receive
+//! FIFO has room, and the modem status inputs are the physical port's.
 
 /// Register offsets within the port's 8-byte I/O window.
 pub(crate) mod off {
@@ -188,6 +195,13 @@ pub(crate) struct Uart {
     /// The line loops back: transmitted bytes reach our receiver. Without it
     /// nothing is attached to the line and transmitted bytes are dropped.
     wired: bool,
+    /// Backed by a physical port: transmitted bytes wait in `txq`.
+    mediated: bool,
+    /// Bytes written to THR the physical port has not taken yet.
+    txq: Fifo,
+    /// The modem status inputs of a mediated port (MSR bits 7:4), as its
+    /// physical port last reported them.
+    modem_in: u8,
     tx: u64,
     rx_count: u64,
     overruns: u64,
@@ -216,6 +230,9 @@ impl Uart {
             dlm: 0,
             thri_pending: false,
             wired: true,
+            mediated: false,
+            txq: Fifo::new(),
+            modem_in: MSR_CTS | MSR_DSR | MSR_DCD,
             tx: 0,
             rx_count: 0,
             overruns: 0,
@@ -228,6 +245,14 @@ impl Uart {
     pub(crate) fn reset(&mut self) {
         *self = Self {
             wired: self.wired,
+            mediated: self.mediated,
+            modem_in: self.modem_in,
+            // A mediated port's inputs are the hardware's, without deltas.
+            msr: if self.mediated {
+                self.modem_in
+            } else {
+                MSR_CTS | MSR_DSR | MSR_DCD
+            },
             tx: self.tx,
             rx_count: self.rx_count,
             overruns: self.overruns,
@@ -291,6 +316,8 @@ impl Uart {
                 | (if self.mcr & MCR_DTR != 0 { MSR_DSR } else { 0 })
                 | (if self.mcr & MCR_OUT1 != 0 { MSR_RI } else { 0 })
                 | (if self.mcr & MCR_OUT2 != 0 { MSR_DCD } else { 0 })
+        } else if self.mediated {
+            self.modem_in
         } else {
             MSR_CTS | MSR_DSR | MSR_DCD
         };
@@ -364,6 +391,15 @@ impl Uart {
     pub(crate) fn write(&mut self, reg: u64, v: u8) {
         match reg {
             off::RBR_THR_DLL if self.dlab() => self.dll = v,
+            off::RBR_THR_DLL if self.mediated && self.mcr & MCR_LOOP == 0 => {
+                self.tx += 1;
+                // Held until the physical port takes it. A guest that writes
+                // past a full FIFO (ignoring THRE) loses the byte, as on a
+                // real 16550.
+                let _ = self.txq.push(v);
+                self.lsr &= !(LSR_THRE | LSR_TEMT);
+                self.thri_pending = false;
+            }
             off::RBR_THR_DLL => {
                 self.tx += 1;
                 // Sent at once, and looped back to our own receiver when the
@@ -387,7 +423,12 @@ impl Uart {
                     self.rx.clear();
                     self.lsr &= !LSR_DR;
                 }
-                let _ = v & FCR_CLEAR_XMIT; // Transmission is instant: nothing to clear.
+                // Transmission is instant unless the port is mediated.
+                if v & FCR_CLEAR_XMIT != 0 && self.txq.len > 0 {
+                    self.txq.clear();
+                    self.lsr |= LSR_THRE | LSR_TEMT;
+                    self.thri_pending = true;
+                }
                 self.fcr = v & 0xc9;
             }
             off::LCR => self.lcr = v,
@@ -410,6 +451,75 @@ impl Uart {
     /// Whether the line loops back.
     pub(crate) fn wired(&self) -> bool {
         self.wired
+    }
+
+    /// Backs the port by a physical port (see the module's documentation).
+    pub(crate) fn set_mediated(&mut self) {
+        self.mediated = true;
+        self.update_msr();
+    }
+
+    /// Takes the oldest byte the guest transmitted, for the physical port.
+    /// When that empties the transmit FIFO, THR is empty again and the
+    /// THR-empty interrupt is raised.
+    pub(crate) fn pop_tx(&mut self) -> Option<u8> {
+        let b = self.txq.pop()?;
+        if self.txq.len == 0 {
+            self.lsr |= LSR_THRE | LSR_TEMT;
+            self.thri_pending = true;
+        }
+        Some(b)
+    }
+
+    /// Bytes waiting for the physical port.
+    pub(crate) fn tx_len(&self) -> usize {
+        self.txq.len
+    }
+
+    /// How many received bytes a mediated port takes now: the room in its
+    /// receive FIFO, none while the guest has it in loopback mode (the
+    /// line's input is then cut, so they wait).
+    pub(crate) fn rx_room(&self) -> usize {
+        if !self.mediated || self.mcr & MCR_LOOP != 0 {
+            return 0;
+        }
+        FIFO_SIZE - self.rx.len
+    }
+
+    /// A byte the physical port received, with the line status error bits
+    /// (overrun, parity, framing, break) that came with it.
+    pub(crate) fn deliver(&mut self, b: u8, errors: u8) {
+        self.receive(b);
+        self.lsr |= errors & (LSR_OE | LSR_BI_FE_PE);
+    }
+
+    /// Line status errors the physical port saw with no byte (an overrun
+    /// after its FIFO was read empty, say).
+    pub(crate) fn line_errors(&mut self, errors: u8) {
+        self.lsr |= errors & (LSR_OE | LSR_BI_FE_PE);
+    }
+
+    /// The physical port's modem status inputs (MSR bits 7:4) and the
+    /// changes it saw (bits 3:0: a ring pulse shows only there); changes
+    /// set the delta bits and may raise the modem status interrupt.
+    pub(crate) fn set_modem_inputs(&mut self, inputs: u8, deltas: u8) {
+        self.modem_in = inputs & 0xf0;
+        self.update_msr();
+        if self.mcr & MCR_LOOP == 0 {
+            self.msr |= deltas & MSR_DELTAS;
+        }
+    }
+
+    /// The line settings the guest programmed, for the physical port: the
+    /// divisor, LCR without DLAB, and the modem outputs DTR, RTS and OUT1
+    /// (OUT2 and loopback stay the driver's). `None` while DLAB is set: the
+    /// guest is writing the divisor, and half of it is no setting.
+    pub(crate) fn line(&self) -> Option<(u16, u8, u8)> {
+        (!self.dlab()).then_some((
+            u16::from_le_bytes([self.dll, self.dlm]),
+            self.lcr,
+            self.mcr & (MCR_DTR | MCR_RTS | MCR_OUT1),
+        ))
     }
 
     /// Bytes a port's registers take in the migration stream.
@@ -715,5 +825,89 @@ mod tests {
         }
         let _ = u.read(8);
         u.write(u64::MAX, 1);
+    }
+
+    #[test]
+    fn a_mediated_port_holds_what_it_sends_until_the_hardware_takes_it() {
+        let mut u = Uart::new();
+        u.set_mediated();
+        u.write(off::IER_DLM, IER_THRI | IER_RDI);
+        assert_eq!(
+            u.read(off::IIR_FCR) & 0x0f,
+            IIR_THRI,
+            "enabling THRI raises it"
+        );
+        for b in 0..16u8 {
+            u.write(off::RBR_THR_DLL, b);
+        }
+        // Nothing loops back, THR is full and no THR-empty interrupt waits.
+        assert_eq!(u.read(off::LSR) & (LSR_DR | LSR_THRE | LSR_TEMT), 0);
+        assert!(!u.irq());
+        assert_eq!(u.tx_len(), 16);
+        // A byte past a full FIFO is lost, as on hardware.
+        u.write(off::RBR_THR_DLL, 99);
+        let sent: Vec<u8> = core::iter::from_fn(|| u.pop_tx()).collect();
+        assert_eq!(sent, (0..16).collect::<Vec<u8>>());
+        // Empty again: THRE and the interrupt come back.
+        assert_ne!(u.read(off::LSR) & LSR_THRE, 0);
+        assert!(u.irq());
+        assert_eq!(u.read(off::IIR_FCR) & 0x0f, IIR_THRI);
+        // Clearing the transmit FIFO drops what waits and empties THR.
+        u.write(off::RBR_THR_DLL, 1);
+        u.write(off::IIR_FCR, FCR_ENABLE | FCR_CLEAR_XMIT);
+        assert_eq!(u.tx_len(), 0);
+        assert_ne!(u.read(off::LSR) & LSR_THRE, 0);
+    }
+
+    #[test]
+    fn a_mediated_port_receives_only_what_fits_and_keeps_errors() {
+        let mut u = Uart::new();
+        assert_eq!(u.rx_room(), 0, "a software port takes nothing");
+        u.set_mediated();
+        u.write(off::IIR_FCR, FCR_ENABLE);
+        assert_eq!(u.rx_room(), FIFO_SIZE);
+        for b in 0..16u8 {
+            u.deliver(b, if b == 3 { LSR_BI_FE_PE & 0x08 } else { 0 });
+        }
+        assert_eq!(u.rx_room(), 0);
+        let lsr = u.read(off::LSR);
+        assert_ne!(lsr & 0x08, 0, "the framing error is reported");
+        assert_eq!(u.read(off::LSR) & 0x08, 0, "and cleared by reading LSR");
+        assert_eq!(drain(&mut u), (0..16).collect::<Vec<u8>>());
+        assert_eq!(u.stats().overruns, 0);
+        // In loopback mode the line's input is cut: nothing is taken, and
+        // what the guest sends loops back instead of waiting for the wire.
+        u.write(off::MCR, MCR_LOOP);
+        assert_eq!(u.rx_room(), 0);
+        u.write(off::RBR_THR_DLL, 7);
+        assert_eq!(u.tx_len(), 0);
+        assert_eq!(drain(&mut u), [7]);
+    }
+
+    #[test]
+    fn a_mediated_port_reports_the_hardware_modem_lines_and_line_settings() {
+        let mut u = Uart::new();
+        u.set_mediated();
+        u.read(off::MSR);
+        u.write(off::IER_DLM, IER_MSI);
+        u.set_modem_inputs(MSR_CTS, 0);
+        let msr = u.read(off::MSR);
+        assert_eq!(msr & 0xf0, MSR_CTS);
+        assert_ne!(msr & 0x0f, 0, "DSR and DCD dropped: deltas");
+        // A ring pulse the hardware saw reaches the guest.
+        u.set_modem_inputs(MSR_CTS, 1 << 2);
+        assert_eq!(u.read(off::MSR) & 0x0f, 1 << 2);
+        u.write(off::LCR, LCR_DLAB | 0x03);
+        u.write(off::RBR_THR_DLL, 0x34);
+        u.write(off::IER_DLM, 0x12);
+        assert_eq!(u.line(), None, "no setting while DLAB is set");
+        u.write(off::LCR, 0x43);
+        u.write(off::MCR, MCR_DTR | MCR_OUT2 | MCR_LOOP);
+        assert_eq!(u.line(), Some((0x1234, 0x43, MCR_DTR)));
+        // A reset keeps the port mediated and its inputs.
+        u.reset();
+        assert_eq!(u.read(off::MSR) & 0xf0, MSR_CTS);
+        u.write(off::RBR_THR_DLL, 1);
+        assert_eq!(u.pop_tx(), Some(1));
     }
 }

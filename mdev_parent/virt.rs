@@ -3,6 +3,7 @@
 //! The virtual parent: a class device named `rmdev` that owns no hardware,
 //! whose types draw on a pool of software ports.
 
+use super::serial::PortSource;
 use crate::ffi::{
     class::ClassDevice,
     mdev::{Parent, Registration},
@@ -33,7 +34,10 @@ impl VirtualParent {
                 dev.device(),
                 driver,
                 SerialTypes::TYPES,
-                Arc::new(Pool::new(ports), GFP_KERNEL)?,
+                PortSource {
+                    pool: Arc::new(Pool::new(ports), GFP_KERNEL)?,
+                    card: None,
+                },
             ),
         })
     }

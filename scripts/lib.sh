@@ -88,3 +88,47 @@ rmdev_accel() {
 	echo "$accel $(uname -r)" >"$f"
 	echo "$accel"
 }
+
+# The test VM's multi-port serial card (Documentation/testing.rst, "The
+# serial card"): a QEMU pci-serial-4x whose four ports are Unix-socket
+# chardevs to tests/qemu/serial-relay.py on this host, and a pci-testdev
+# (1b36:0005) that no driver of the VM wants, the device rmdev must refuse.
+# The relay listens and QEMU connects (QEMU is the client), so the relay must
+# be running before the boot: QEMU refuses to start without its sockets, and
+# no byte the guest sends can be lost.
+RMDEV_CARD_PORTS=4
+
+# card_start DIR: starts the relay with its sockets and records in DIR and
+# waits until it listens; RMDEV_RELAY_PID is its process.
+card_start() {
+	local dir=$1
+	rm -f "$dir/serial-relay.ready"
+	python3 "$RMDEV_TOP/tests/qemu/serial-relay.py" "$dir" "$RMDEV_CARD_PORTS" \
+		>"$dir/serial-relay.log" 2>&1 &
+	RMDEV_RELAY_PID=$!
+	for _ in $(seq 100); do
+		[ -e "$dir/serial-relay.ready" ] && return 0
+		kill -0 "$RMDEV_RELAY_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	die "the serial relay did not start: $(cat "$dir/serial-relay.log")"
+}
+
+# card_stop: stops the relay card_start started.
+card_stop() {
+	[ -n "${RMDEV_RELAY_PID:-}" ] || return 0
+	kill "$RMDEV_RELAY_PID" 2>/dev/null || true
+	wait "$RMDEV_RELAY_PID" 2>/dev/null || true
+	RMDEV_RELAY_PID=
+}
+
+# card_qemu_opts DIR: the QEMU options of the card whose relay listens in
+# DIR, on one line (vng --qemu-opts splits it at spaces).
+card_qemu_opts() {
+	local n opts="" dev="-device pci-serial-4x"
+	for n in $(seq 0 $((RMDEV_CARD_PORTS - 1))); do
+		opts+="-chardev socket,id=pser$n,path=$1/pserial-$n.sock "
+		dev+=",chardev$((n + 1))=pser$n"
+	done
+	echo "$opts$dev -device pci-testdev"
+}

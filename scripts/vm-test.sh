@@ -19,12 +19,19 @@ kdir=$(rmdev_kdir "${RMDEV_KFLAVOUR:-test}")
 # prints the KTAP version line, "TAP version 13", first thing).
 STALL=600
 started() { grep -q '^TAP version 13$' "$out/vm-test.log" 2>/dev/null; }
+# Every boot has the serial card of the physical-parent tests
+# (tests/qemu/physical.sh), its ports wired to a relay started here before
+# the boot, so that QEMU finds the relay's sockets, and stopped after it;
+# the relay's record of what each port received (tests/out/pserial-N.rx)
+# starts empty with every boot and stays for the guest and for a look after.
+trap card_stop EXIT
 boot() {
 	: >"$out/vm-test.log"
+	card_start "$out"
 	# In its own process group, so that the watchdog can end all of it. The
 	# inner script's arguments expand in the inner shell.
 	# shellcheck disable=SC2016
-	setsid -w bash -c '"$1" -- "$2" 2>&1 | tee "$3"' _ "$RMDEV_TOP/scripts/vm.sh" \
+	RMDEV_CARD=$out setsid -w bash -c '"$1" -- "$2" 2>&1 | tee "$3"' _ "$RMDEV_TOP/scripts/vm.sh" \
 		"RMDEV_KDIR=$kdir RMDEV_VENV=$RMDEV_CACHE/venv bash $RMDEV_TOP/tests/qemu/guest-test.sh $RMDEV_TOP $l2k $out/l2-initramfs.cpio.gz" \
 		"$out/vm-test.log" &
 	local vm=$!
@@ -38,6 +45,7 @@ boot() {
 		kill -- -"$vm" 2>/dev/null || kill "$vm" 2>/dev/null || true
 	fi
 	wait "$vm" || true
+	card_stop
 }
 log "booting the test VM ($(rmdev_accel))"
 t0=$SECONDS

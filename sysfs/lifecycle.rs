@@ -5,11 +5,11 @@
 //! answered from the type table ([`super::types`]) and the parent's pool
 //! ([`super::pool`]). Any parent kind registers these types.
 
-use super::{parse::parse_bool, pool::Pool, types::TYPES};
+use super::{parse::parse_bool, types::TYPES};
 use crate::ffi::mdev::{AttrInfo, Driver, TypeInfo};
-use crate::mdev_parent::serial::{Instance, Serial};
+use crate::mdev_parent::serial::{Instance, PortSource, Serial};
 use core::fmt;
-use kernel::{prelude::*, sync::Arc};
+use kernel::prelude::*;
 
 /// The mdev driver of the serial types.
 pub(crate) struct SerialTypes;
@@ -39,8 +39,8 @@ impl SerialTypes {
 
 impl Driver for SerialTypes {
     type Instance = Instance;
-    /// The pool of ports the parent's instances share.
-    type ParentData = Arc<Pool>;
+    /// Where the parent's instances get their ports.
+    type ParentData = PortSource;
 
     const NAME: &'static CStr = c"rmdev";
     const ATTR_GROUP: &'static CStr = c"rmdev";
@@ -59,15 +59,15 @@ impl Driver for SerialTypes {
         },
     ];
 
-    fn probe(pool: &Arc<Pool>, index: usize) -> Result<Pin<KBox<Instance>>> {
-        Serial::create(pool, TYPES.get(index).ok_or(EINVAL)?)
+    fn probe(src: &PortSource, index: usize) -> Result<Pin<KBox<Instance>>> {
+        Serial::create(src, TYPES.get(index).ok_or(EINVAL)?)
     }
 
-    fn available(pool: &Arc<Pool>, index: usize) -> u32 {
-        TYPES.get(index).map_or(0, |t| pool.available(t.ports))
+    fn available(src: &PortSource, index: usize) -> u32 {
+        TYPES.get(index).map_or(0, |t| src.pool.available(t.ports))
     }
 
-    fn description(_pool: &Arc<Pool>, index: usize, out: &mut dyn fmt::Write) -> fmt::Result {
+    fn description(_src: &PortSource, index: usize, out: &mut dyn fmt::Write) -> fmt::Result {
         match TYPES.get(index) {
             Some(t) => writeln!(out, "{}", t.description),
             None => Ok(()),

@@ -442,7 +442,7 @@ impl<D: PciDevice> PciCore<D> {
             &[]
         };
         let mut g = self.inner.lock();
-        let Inner { ctx, dev } = &mut *g;
+        let Inner { ctx, dev, .. } = &mut *g;
         // Everything is checked before anything changes: the configuration
         // space first (without changing it), then the device's own sections
         // (the hook checks all before it applies any).

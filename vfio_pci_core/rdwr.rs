@@ -161,7 +161,7 @@ impl<D: PciDevice> PciCore<D> {
         // access runs past the region's end).
         let buf = buf.get_mut(..a.count).ok_or(EINVAL)?;
         let mut g = self.inner.lock();
-        let Inner { ctx, dev } = &mut *g;
+        let Inner { ctx, dev, .. } = &mut *g;
         match a.index {
             VFIO_PCI_CONFIG_REGION_INDEX => {
                 let off = a.offset as usize;

@@ -22,6 +22,26 @@ for t in /sys/class/mdev_bus/rmdev/mdev_supported_types/*; do
 	printf '%s: %s, device_api %s, available %s\n  %s\n' "$(basename "$t")" "$(cat "$t/name")" \
 		"$(cat "$t/device_api")" "$(cat "$t/available_instances")" "$(cat "$t/description")"
 done
+# The physical parent, when the VM has the test serial card (scripts/vm.sh
+# --card) and rmdev has its PCI driver: the card moves from 8250_pci to rmdev
+# through driver_override, as the admin guide shows.
+for d in /sys/bus/pci/devices/*; do
+	[ "$(cat "$d/vendor"):$(cat "$d/device")" = 0x1b36:0x0004 ] || continue
+	B=$(basename "$d")
+	if [ ! -d /sys/bus/pci/drivers/rmdev ]; then
+		echo "== the VM has a pci-serial-4x at $B; this rmdev.ko has no PCI driver to mediate it"
+		break
+	fi
+	echo "== echo rmdev > $d/driver_override; unbind from $(basename "$(readlink "$d/driver")"); drivers_probe"
+	echo rmdev >"$d/driver_override"
+	[ -e "$d/driver" ] && echo "$B" >"$d/driver/unbind"
+	echo "$B" >/sys/bus/pci/drivers_probe
+	echo "driver -> $(basename "$(readlink "$d/driver")")"
+	for t in /sys/class/mdev_bus/"$B"/mdev_supported_types/*; do
+		printf '%s (on %s): available %s\n' "$(basename "$t")" "$B" "$(cat "$t/available_instances")"
+	done
+	break
+done
 echo "== echo $U > $T/create"
 echo "$U" >"$T/create" || exit 1
 D=/sys/bus/mdev/devices/$U

@@ -25,6 +25,8 @@ L2I=${3:-}
 . "$TOP/tests/qemu/migrate.sh"
 # shellcheck source=fuzz.sh
 . "$TOP/tests/qemu/fuzz.sh"
+# shellcheck source=physical.sh
+. "$TOP/tests/qemu/physical.sh"
 VT=$TOP/target/release/vfio-test
 KO=$TOP/rmdev.ko
 SUPP=/sys/class/mdev_bus
@@ -208,8 +210,16 @@ if [ -n "$L2K" ]; then
 	nested_tests "$L2K" "$L2I"
 fi
 
-# libvirt's node devices and a libvirt domain with an rmdev hostdev.
+# rmdev's PCI driver on the VM's serial card (scripts/vm.sh --card): the
+# physical parent, data through two of its ports from a second-level guest,
+# unbind under QEMU, rmmod with the card bound. It leaves the card bound to
+# rmdev for libvirt, and gives it back to 8250_pci after.
+physical_tests
+
+# libvirt's node devices and a libvirt domain with an rmdev hostdev, on the
+# virtual parent and on the card's.
 libvirt_tests "$L2K" "$L2I"
+physical_release
 
 # A short fixed-seed slice of the device-fd fuzzer on every type (`make
 # fuzz` runs 10^6 calls per type with a new seed).

@@ -13,14 +13,21 @@
 # mediated devices (capability mdev_types) only when its subsystem is pci,
 # css (s390 channel subsystem), matrix (s390 AP matrix) or mtty (the kernel's
 # sample driver, named literally in udevGetDeviceType() of
-# src/node_device/node_device_udev.c). rmdev's parent is the class device
-# /sys/devices/virtual/rmdev/rmdev, subsystem rmdev, so libvirt does not list
-# it, and nodedev-create and nodedev-define, which look the parent up by its
-# nodedev name (nodeDeviceDefValidateMdev()), refuse it. Those checks are
-# reported as TODO with libvirt's message, and the devices are made with
-# mdevctl instead: libvirt lists every mdev (parent "computer",
-# parent_addr rmdev), and starts, stops, autostarts and undefines it through
-# mdevctl, and the domain does not need the parent at all.
+# src/node_device/node_device_udev.c). rmdev's virtual parent is the class
+# device /sys/devices/virtual/rmdev/rmdev, subsystem rmdev, so libvirt does
+# not list it, and nodedev-create and nodedev-define, which look the parent
+# up by its nodedev name (nodeDeviceDefValidateMdev()), refuse it. rmdev's
+# physical parent, a serial card bound to rmdev's PCI driver (physical.sh),
+# is on the pci bus: libvirt lists it as pci_DDDD_BB_SS_F with the
+# mdev_types capability, and every nodedev command works on it. So the
+# node-device cycle runs twice: on the card, with every command through
+# libvirt, and on the virtual parent, whose devices mdevctl makes after
+# libvirt refused them (libvirt then lists every mdev, parent "computer",
+# parent_addr rmdev, and starts, stops, autostarts and undefines it through
+# mdevctl). Without the card (scripts/vm.sh without --card, or an rmdev.ko
+# without the PCI driver) the four checks that need a parent nodedev are
+# TODO on the virtual parent, with libvirt's message. The domain has an
+# instance of each parent when there is a card.
 
 LV_URI=qemu:///system
 LV_DOM=rmdev-l2
@@ -51,8 +58,10 @@ lv_not_listed() { ! lv_listed "$@"; }
 
 # lv_make VERB NAME UUID TYPE PARENT FALLBACK...: test line NAME for
 # `virsh nodedev-VERB` (create or define) of an mdev of TYPE under PARENT. When
-# libvirt refuses the parent (see the top of this file) the line is TODO with
-# libvirt's message and FALLBACK (an mdevctl command) makes the device.
+# libvirt refuses the parent (see the top of this file) FALLBACK (an mdevctl
+# command) makes the device, and the line is TODO with libvirt's message, or,
+# when the card's parent passed the same check (LV_CARD set), a pass that
+# says libvirt refused the virtual parent as expected.
 lv_make() {
 	local verb=$1 name=$2 u=$3 type=$4 parent=$5 xml out rc
 	shift 5
@@ -71,7 +80,11 @@ lv_make() {
 	if [ $rc = 0 ]; then
 		ok 0 "$name"
 	elif echo "$out" | grep -q "invalid parent device '$parent'"; then
-		todo "$name" "$(echo "$out" | grep -m1 'invalid parent')"
+		if [ -n "$LV_CARD" ]; then
+			ok 0 "$name: libvirt refuses the virtual parent as udevGetDeviceType() decides"
+		else
+			todo "$name" "$(echo "$out" | grep -m1 'invalid parent')"
+		fi
 		"$@"
 	else
 		ok 1 "$name" "$out"
@@ -116,31 +129,30 @@ libvirt_stop() {
 	lv_poll 30 eval "! kill -0 $pid 2>/dev/null"
 }
 
-# libvirt_tests L2KERNEL L2INITRD
-libvirt_tests() {
-	local l2k=$1 l2i=$2 t0 out psys parent name u xml log t1
-	t0=$SECONDS
-
-	libvirt_start
-	ok $? "libvirtd starts" "$(tail -n 3 /var/log/libvirt/libvirtd.log 2>/dev/null | tr '\n' ' ')"
-	out=$(lvirsh version 2>&1)
-	ok $? "virsh connects to $LV_URI" "$out"
-	echo "# $(echo "$out" | grep -E 'Using library|Running hypervisor' | sed 's/.*: //' | paste -sd, | sed 's/,/, /')"
-
+# lv_nodedev TAG ADDR: node devices on the parent at ADDR (rmdev, or the
+# card's PCI address): the parent, a transient device, a persistent one.
+# TAG prefixes the test names.
+lv_nodedev() {
+	local tag=$1 addr=$2 out psys parent name u
 	# The parent and its types.
-	psys=$(readlink -f /sys/class/mdev_bus/rmdev)
+	psys=$(readlink -f "/sys/class/mdev_bus/$addr")
 	parent=""
 	for name in $(lvirsh nodedev-list --cap mdev_types 2>/dev/null); do
 		lvirsh nodedev-dumpxml "$name" 2>/dev/null | grep -q "<path>$psys</path>" && parent=$name
 	done
-	echo "# libvirt lists these mdev_types parents: $(lvirsh nodedev-list --cap mdev_types 2>/dev/null | grep . | paste -sd' ')"
 	if [ -n "$parent" ]; then
-		ok 0 "virsh nodedev-list --cap mdev_types lists rmdev's parent ($parent)"
+		ok 0 "${tag}virsh nodedev-list --cap mdev_types lists rmdev's parent ($parent)"
 		out=$(lvirsh nodedev-dumpxml "$parent" 2>&1)
 		echo "$out" | grep -q "<type id='rmdev-serial-1'>" &&
 			echo "$out" | grep -A4 "<type id='rmdev-serial-2'>" | grep -q '<availableInstances>'
-		ok $? "virsh nodedev-dumpxml of the parent lists both types with availableInstances" \
+		ok $? "${tag}virsh nodedev-dumpxml of the parent lists both types with availableInstances" \
 			"$(echo "$out" | tr -s ' \n' ' ' | head -c 300)"
+	elif [ -n "$tag" ]; then
+		ok 1 "${tag}virsh nodedev-list --cap mdev_types lists rmdev's parent" "no nodedev has the path $psys"
+		parent=pci_${addr//[:.]/_}
+	elif [ -n "$LV_CARD" ]; then
+		# The card's parent passed these; libvirt takes no virtual parent.
+		parent=rmdev_rmdev
 	else
 		todo "virsh nodedev-list --cap mdev_types lists rmdev's parent" \
 			"libvirt lists mdev parents of subsystems pci, css, matrix and mtty only; $psys is subsystem rmdev"
@@ -153,56 +165,77 @@ libvirt_tests() {
 	# A transient device from XML. Without a parent nodedev libvirt refuses
 	# the XML, and mdevctl starts the device; libvirt destroys it either way.
 	u=$(new_uuid)
-	name=mdev_${u//-/_}_rmdev
-	lv_make create "virsh nodedev-create makes a transient rmdev-serial-1 device" \
-		"$u" rmdev-serial-1 "$parent" mdevctl start -u "$u" -p rmdev -t rmdev-serial-1
+	name=mdev_${u//-/_}_${addr//[:.]/_}
+	lv_make create "${tag}virsh nodedev-create makes a transient rmdev-serial-1 device" \
+		"$u" rmdev-serial-1 "$parent" mdevctl start -u "$u" -p "$addr" -t rmdev-serial-1
 	[ -d "/sys/bus/mdev/devices/$u" ]
-	ok $? "the transient device is on the mdev bus"
+	ok $? "${tag}the transient device is on the mdev bus"
 	lv_poll 20 lv_listed "$name" --cap mdev
-	ok $? "virsh nodedev-list --cap mdev lists $name" "$(lvirsh nodedev-list --cap mdev 2>&1 | paste -sd' ')"
+	ok $? "${tag}virsh nodedev-list --cap mdev lists $name" "$(lvirsh nodedev-list --cap mdev 2>&1 | paste -sd' ')"
 	out=$(lvirsh nodedev-dumpxml "$name" 2>&1)
 	echo "$out" | grep -q "<type id='rmdev-serial-1'/>" && echo "$out" | grep -q "<uuid>$u</uuid>" &&
-		echo "$out" | grep -q '<parent_addr>rmdev</parent_addr>' && echo "$out" | grep -q '<iommuGroup number='
-	ok $? "virsh nodedev-dumpxml of the device shows its type, UUID, parent and IOMMU group" \
+		echo "$out" | grep -q "<parent_addr>$addr</parent_addr>" && echo "$out" | grep -q '<iommuGroup number='
+	ok $? "${tag}virsh nodedev-dumpxml of the device shows its type, UUID, parent and IOMMU group" \
 		"$(echo "$out" | tr -s ' \n' ' ' | head -c 300)"
-	check "virsh nodedev-destroy the transient device" lvirsh nodedev-destroy "$name"
+	check "${tag}virsh nodedev-destroy the transient device" lvirsh nodedev-destroy "$name"
 	[ ! -e "/sys/bus/mdev/devices/$u" ]
-	ok $? "the destroyed device is gone from the mdev bus"
+	ok $? "${tag}the destroyed device is gone from the mdev bus"
 	lv_poll 20 lv_not_listed "$name" --all
-	ok $? "libvirt no longer lists the destroyed transient device"
+	ok $? "${tag}libvirt no longer lists the destroyed transient device"
 
 	# A persistent device: defined, started, marked autostart, stopped and
 	# undefined. libvirt keeps definitions in mdevctl (/etc/mdevctl.d).
 	u=$(new_uuid)
-	name=mdev_${u//-/_}_rmdev
-	lv_make define "virsh nodedev-define defines a persistent rmdev-serial-2 device" \
-		"$u" rmdev-serial-2 "$parent" mdevctl define -u "$u" -p rmdev -t rmdev-serial-2
+	name=mdev_${u//-/_}_${addr//[:.]/_}
+	lv_make define "${tag}virsh nodedev-define defines a persistent rmdev-serial-2 device" \
+		"$u" rmdev-serial-2 "$parent" mdevctl define -u "$u" -p "$addr" -t rmdev-serial-2
 	lv_poll 20 lv_listed "$name" --inactive --cap mdev
-	ok $? "virsh nodedev-list --inactive lists the defined device" \
+	ok $? "${tag}virsh nodedev-list --inactive lists the defined device" \
 		"$(lvirsh nodedev-list --inactive 2>&1 | paste -sd' ')"
-	check "virsh nodedev-start" lvirsh nodedev-start "$name"
+	check "${tag}virsh nodedev-start" lvirsh nodedev-start "$name"
 	[ -d "/sys/bus/mdev/devices/$u" ] &&
 		[ "$(basename "$(readlink -f "/sys/bus/mdev/devices/$u/mdev_type")")" = rmdev-serial-2 ]
-	ok $? "the started device is on the mdev bus with its type"
-	check "virsh nodedev-autostart" lvirsh nodedev-autostart "$name"
+	ok $? "${tag}the started device is on the mdev bus with its type"
+	check "${tag}virsh nodedev-autostart" lvirsh nodedev-autostart "$name"
 	out=$(lvirsh nodedev-info "$name" 2>&1)
 	echo "$out" | grep -Eq 'Persistent: +yes' && echo "$out" | grep -Eq 'Autostart: +yes' &&
 		echo "$out" | grep -Eq 'Active: +yes'
-	ok $? "virsh nodedev-info shows it active, persistent and autostarted" "$(echo "$out" | tr -s ' \n' ' ')"
-	mdevctl list -d | grep -q "$u rmdev rmdev-serial-2 auto"
-	ok $? "mdevctl holds the definition with start=auto" "$(mdevctl list -d)"
+	ok $? "${tag}virsh nodedev-info shows it active, persistent and autostarted" "$(echo "$out" | tr -s ' \n' ' ')"
+	mdevctl list -d | grep -q "$u $addr rmdev-serial-2 auto"
+	ok $? "${tag}mdevctl holds the definition with start=auto" "$(mdevctl list -d)"
 	lv_listed "$name" --all
-	ok $? "virsh nodedev-list --all lists it"
-	check "virsh nodedev-destroy the persistent device" lvirsh nodedev-destroy "$name"
+	ok $? "${tag}virsh nodedev-list --all lists it"
+	check "${tag}virsh nodedev-destroy the persistent device" lvirsh nodedev-destroy "$name"
 	[ ! -e "/sys/bus/mdev/devices/$u" ]
-	ok $? "the stopped device is gone from the mdev bus"
+	ok $? "${tag}the stopped device is gone from the mdev bus"
 	lv_poll 20 lv_listed "$name" --inactive
-	ok $? "the stopped device stays defined (nodedev-list --inactive)"
-	check "virsh nodedev-undefine" lvirsh nodedev-undefine "$name"
+	ok $? "${tag}the stopped device stays defined (nodedev-list --inactive)"
+	check "${tag}virsh nodedev-undefine" lvirsh nodedev-undefine "$name"
 	lv_poll 20 lv_not_listed "$name" --all
-	ok $? "the undefined device is no longer listed" "$(lvirsh nodedev-list --all --cap mdev 2>&1 | paste -sd' ')"
+	ok $? "${tag}the undefined device is no longer listed" "$(lvirsh nodedev-list --all --cap mdev 2>&1 | paste -sd' ')"
 	! mdevctl list -d | grep -q "$u"
-	ok $? "mdevctl no longer holds the definition"
+	ok $? "${tag}mdevctl no longer holds the definition"
+}
+
+# libvirt_tests L2KERNEL L2INITRD
+libvirt_tests() {
+	local l2k=$1 l2i=$2 t0 out u uc xml log t1 tests hostdevs=""
+	t0=$SECONDS
+
+	libvirt_start
+	ok $? "libvirtd starts" "$(tail -n 3 /var/log/libvirt/libvirtd.log 2>/dev/null | tr '\n' ' ')"
+	out=$(lvirsh version 2>&1)
+	ok $? "virsh connects to $LV_URI" "$out"
+	echo "# $(echo "$out" | grep -E 'Using library|Running hypervisor' | sed 's/.*: //' | paste -sd, | sed 's/,/, /')"
+
+	# The card, when physical.sh left it bound to rmdev.
+	LV_CARD=$(phys_find "$PHYS_CARD")
+	[ -n "$LV_CARD" ] && [ "$(phys_driver "$LV_CARD")" = rmdev ] || LV_CARD=""
+	echo "# libvirt lists these mdev_types parents: $(lvirsh nodedev-list --cap mdev_types 2>/dev/null | grep . | paste -sd' ')"
+	if [ -n "$LV_CARD" ]; then
+		lv_nodedev "card: " "$LV_CARD"
+	fi
+	lv_nodedev "" rmdev
 	echo "# libvirt nodedev tests took $((SECONDS - t0)) s"
 
 	# A domain with a two-port instance: the second-level guest of nested.sh,
@@ -217,6 +250,21 @@ libvirt_tests() {
 	fi
 	u=$(new_uuid)
 	mdevctl start -u "$u" -p rmdev -t rmdev-serial-2
+	tests=00/04.0:4096:4096
+	# With the card, a second hostdev: a two-port instance of the card's
+	# (its ports 0 and 1, whose relay keys are 0x50 and 0x51), at 00:05.0.
+	if [ -n "$LV_CARD" ]; then
+		uc=$(new_uuid)
+		mdevctl start -u "$uc" -p "$LV_CARD" -t rmdev-serial-2
+		tests=$tests,00/05.0:1024:1024:50
+		hostdevs="
+		    <hostdev mode='subsystem' type='mdev' model='vfio-pci'>
+		      <source>
+		        <address uuid='$uc'/>
+		      </source>
+		      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>
+		    </hostdev>"
+	fi
 	log=/tmp/libvirt-l2-console.log
 	rm -f "$log"
 	xml=/tmp/libvirt-$LV_DOM.xml
@@ -230,7 +278,7 @@ libvirt_tests() {
 		    <type arch='x86_64' machine='q35'>hvm</type>
 		    <kernel>$l2k</kernel>
 		    <initrd>$l2i</initrd>
-		    <cmdline>console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=00/04.0:4096:4096</cmdline>
+		    <cmdline>console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=$tests</cmdline>
 		  </os>
 		  <cpu mode='maximum'/>
 		  <on_poweroff>destroy</on_poweroff>
@@ -248,7 +296,7 @@ libvirt_tests() {
 		        <address uuid='$u'/>
 		      </source>
 		      <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>
-		    </hostdev>
+		    </hostdev>$hostdevs
 		  </devices>
 		</domain>
 	EOF
@@ -270,8 +318,19 @@ libvirt_tests() {
 	renumber < <(grep -E '^(#|(not )?ok - )' "$log" | tr -d '\r' | sed 's/^# /# libvirt /; s/^\(\(not \)\{0,1\}ok - \)/\1libvirt /')
 	grep -q '^ok - L2 device 00:04.0 has 2 serial ports' "$log"
 	ok $? "libvirt L2: the guest found the instance's 2 ports at 00:04.0"
+	if [ -n "$LV_CARD" ]; then
+		grep -q "sysfsdev.*/sys/bus/mdev/devices/$uc" "/var/log/libvirt/qemu/$LV_DOM.log"
+		ok $? "libvirt L2: libvirt hands QEMU the card's instance too"
+		[ "$(tr -d '\r' <"$log" | grep -cE '^ok - L2 ttyS[0-9]+: 1024 bytes in writes of 1024 come back XOR 0x5[01] intact')" = 2 ] &&
+			grep -q '^ok - L2 device 00:05.0 has 2 serial ports' "$log"
+		ok $? "libvirt L2: the card's instance carried 1024 bytes out and back on both its ports"
+	fi
 	check "virsh undefine the L2 domain" lvirsh undefine "$LV_DOM"
 	check "virsh nodedev-destroy the domain's instance" lvirsh nodedev-destroy "mdev_${u//-/_}_rmdev"
+	if [ -n "$LV_CARD" ]; then
+		check "virsh nodedev-destroy the domain's card instance" \
+			lvirsh nodedev-destroy "mdev_${uc//-/_}_${LV_CARD//[:.]/_}"
+	fi
 	rm -f "$xml"
 
 	libvirt_stop

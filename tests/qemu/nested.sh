@@ -53,7 +53,7 @@ nested_tests() {
 	# off and QEMU lets go of the device. Native PCIe hotplug needs ACPI
 	# hotplug off; the small guest has no ACPI. mtty's card is in slot 05.0.
 	# ttyS0 is L2's console.
-	timeout 300 qemu-system-x86_64 -machine q35 -accel tcg -cpu max -m 128 \
+	timeout 600 qemu-system-x86_64 -machine q35 -accel tcg -cpu max -m 128 \
 		-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
 		-display none -nodefaults -no-reboot -serial stdio \
 		-kernel "$l2k" -initrd "$l2i" \
@@ -69,7 +69,7 @@ nested_tests() {
 	# Removing the instance now must not hang: rmdev signals REQ, QEMU asks
 	# the guest to unplug, the guest powers the slot off, QEMU closes the
 	# device, and the remove completes.
-	wait_for "$live" '# L2 holding' 240
+	wait_for "$live" '# L2 holding' 480
 	ok $? "L2: the guest ran its tests and holds the rmdev card" "$(tail -n 3 "$live" | tr '\n' ' ')"
 	sed 's/^/# rmdev state: /' "/sys/bus/mdev/devices/$ur/rmdev/state"
 	t0=$SECONDS
