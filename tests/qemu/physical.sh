@@ -169,6 +169,9 @@ physical_tests() {
 		"$(phys_avail "$tdir" 2>&1)" 4/2/4
 	[ -d "$SUPP/rmdev" ]
 	ok $? "physical: the virtual parent stays next to the card"
+	# The card's interrupt as the kernel shows it: QEMU's serial cards have
+	# no MSI, so this is the card's INTx line (Documentation/testing.rst).
+	echo "# physical: the card's interrupt: $(grep -w rmdev /proc/interrupts | tr -s ' ')"
 
 	phys_mdevctl "$bdf"
 
