@@ -77,10 +77,10 @@ phys_rx_is() {
 # phys_l2 LOG HOLD TESTS DEVICES...: runs the second-level guest as nested.sh
 # does, with l2.tests=TESTS (all ports at once), l2.hold=HOLD and the QEMU
 # devices given; in the background, its console in LOG; PHYS_QPID is QEMU.
-# It gets more time: its ports run at once under nested TCG, which took 447 s
-# to the hold in a test VM with four ports of 1024 bytes (241 to 481 s with
-# two ports of 4096), so the hold is awaited for 840 s and QEMU ends after
-# 1000 s.
+# It gets more time: its ports run at once under nested TCG, which took 167
+# to 447 s to the hold in a test VM with four ports of 1024 bytes (241 to
+# 481 s with two ports of 4096), so the hold is awaited for 840 s and QEMU
+# ends after 1000 s.
 phys_l2() {
 	local log=$1 hold=$2 tests=$3
 	shift 3
