@@ -211,7 +211,7 @@ if [ -n "$L2K" ]; then
 fi
 
 # rmdev's PCI driver on the VM's serial card (scripts/vm.sh --card): the
-# physical parent, data through two of its ports from a second-level guest,
+# physical parent, data through all four of its ports from a second-level guest,
 # unbind under QEMU, rmmod with the card bound. It leaves the card bound to
 # rmdev for libvirt, and gives it back to 8250_pci after.
 physical_tests
@@ -219,6 +219,9 @@ physical_tests
 # libvirt's node devices and a libvirt domain with an rmdev hostdev, on the
 # virtual parent and on the card's.
 libvirt_tests "$L2K" "$L2I"
+# The card removed from the PCI bus while an instance of it is held, then
+# found again by a rescan and bound to rmdev again; then back to 8250_pci.
+physical_unplug
 physical_release
 
 # A short fixed-seed slice of the device-fd fuzzer on every type (`make

@@ -133,8 +133,12 @@ new_uuid() { cat /proc/sys/kernel/random/uuid; }
 # "BUG: KFENCE"), lockdep ("WARNING: possible ...", "INFO:"), UBSAN,
 # sleeping in atomic context, hung tasks and soft lockups, kmemleak, and the
 # line that says lock debugging was switched off. Empty when there is none.
-checker_reports() {
-	dmesg | grep -E 'BUG:|WARNING:|INFO:|Oops|Call Trace|kernel panic|general protection|UBSAN|KFENCE|rust_panic|blocked for more than|Disabling lock debugging|suspected memory leak' | head -n 5
+checker_reports() { dmesg | checker_lines; }
+
+# checker_lines: the same, of the kernel log lines on standard input (a part
+# of the log).
+checker_lines() {
+	grep -E 'BUG:|WARNING:|INFO:|Oops|Call Trace|kernel panic|general protection|UBSAN|KFENCE|rust_panic|blocked for more than|Disabling lock debugging|suspected memory leak' | head -n 5
 }
 
 # kmemleak_scan [PATTERN]: scans for leaks twice (an object freed late is

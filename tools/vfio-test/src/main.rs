@@ -22,6 +22,10 @@
 //!                                           fault injection on every entry
 //!                                           point, on instances of each mdev
 //!                                           type directory given (failnth.rs)
+//!   vfio-test nomig SYSFSDEV CONTROL       a device without migration refuses
+//!                                           every migration feature (ENOTTY);
+//!                                           CONTROL, one that migrates, takes
+//!                                           the same calls
 //!   vfio-test hold SYSFSDEV                open the device, print "held", wait
 //!                                           for standard input to close
 //!   vfio-test req SYSFSDEV                 open the device with a REQ eventfd,
@@ -143,6 +147,7 @@ fn main() {
         ["mig", src, dst, ref rest @ ..] if rest.len() <= 1 => {
             mig::run(&mut t, src, dst, rest.first().copied());
         }
+        ["nomig", sysfs, control] => mig::refused(&mut t, sysfs, control),
         ["faults", ref tdirs @ ..] if !tdirs.is_empty() => failnth::run(&mut t, tdirs),
         ["hold", sysfs] => {
             let dev = open_group(&mut t, sysfs);
@@ -162,7 +167,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: vfio-test [--reference=mtty] check group|cdev SYSFSDEV | abuse SYSFSDEV | mig SRC DST [ONEPORT] | faults TYPEDIR... | hold SYSFSDEV | req SYSFSDEV"
+                "usage: vfio-test [--reference=mtty] check group|cdev SYSFSDEV | abuse SYSFSDEV | mig SRC DST [ONEPORT] | nomig SYSFSDEV CONTROL | faults TYPEDIR... | hold SYSFSDEV | req SYSFSDEV"
             );
             std::process::exit(2);
         }

@@ -708,3 +708,97 @@ pub(crate) fn run(t: &mut Ktap, src: &str, dst: &str, one: Option<&str>) {
         String::new,
     );
 }
+
+/// A device that offers no migration: every migration feature of
+/// `VFIO_DEVICE_FEATURE` (the probe, the flags, the state, the data size)
+/// and DMA logging are `ENOTTY`, the VFIO core's answer for a device without
+/// migration or logging operations, and the device still works afterwards.
+/// The same calls on `control`, a device that migrates, must succeed, so
+/// that the refusals are the device's and not the calls'.
+pub(crate) fn refused(t: &mut Ktap, sysfs: &str, control: &str) {
+    let (Some(c), Some(m)) = (Card::open(t, sysfs), Card::open(t, control)) else {
+        t.check("both devices open", false, || "see above".into());
+        return;
+    };
+    // Each call, on one device: the errno, or 0 when it succeeds.
+    let calls = |fd: &OwnedFd| {
+        let code = |r: Result<i32, i32>| r.err().unwrap_or(0);
+        let mut mig = vfio_device_feature_migration::default();
+        let mut size = vfio_device_feature_mig_data_size::default();
+        [
+            (
+                "probe",
+                code(feature_probe(
+                    fd,
+                    VFIO_DEVICE_FEATURE_GET
+                        | VFIO_DEVICE_FEATURE_PROBE
+                        | VFIO_DEVICE_FEATURE_MIGRATION,
+                )),
+            ),
+            (
+                "flags",
+                code(feature(
+                    fd,
+                    VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION,
+                    &mut mig,
+                )),
+            ),
+            ("get state", get_state(fd).err().unwrap_or(0)),
+            ("set STOP", set_state(fd, STOP).err().unwrap_or(0)),
+            (
+                "data size",
+                code(feature(
+                    fd,
+                    VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+                    &mut size,
+                )),
+            ),
+            (
+                "DMA logging",
+                code(feature_probe(
+                    fd,
+                    VFIO_DEVICE_FEATURE_SET
+                        | VFIO_DEVICE_FEATURE_PROBE
+                        | VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+                )),
+            ),
+        ]
+    };
+    let got = calls(c.fd());
+    t.check(
+        "the migration feature probe is ENOTTY",
+        got[0].1 == libc::ENOTTY,
+        || format!("{got:?}"),
+    );
+    t.check(
+        "reading the migration flags is ENOTTY (none advertised)",
+        got[1].1 == libc::ENOTTY,
+        || format!("{got:?}"),
+    );
+    t.check(
+        "getting and setting the state and the data size are ENOTTY",
+        got[2..5].iter().all(|g| g.1 == libc::ENOTTY),
+        || format!("{got:?}"),
+    );
+    t.check(
+        "DMA logging is not offered either (ENOTTY)",
+        got[5].1 == libc::ENOTTY,
+        || format!("{got:?}"),
+    );
+    t.check(
+        "the device still works (reset, scratch register)",
+        reset(c.fd()) && {
+            c.wr(c.bar0, 7, 0xa7);
+            c.rd(c.bar0, 7) == 0xa7
+        },
+        String::new,
+    );
+    // The control goes back to RUNNING: `calls` left it in STOP.
+    let ctl = calls(m.fd());
+    let _ = reset(m.fd());
+    t.check(
+        "control: the same calls succeed on a device that migrates",
+        ctl.iter().all(|g| g.1 == 0),
+        || format!("{ctl:?}"),
+    );
+}
