@@ -34,6 +34,8 @@ module! {
     authors: ["The rmdev developers"],
     description: "Mediated VFIO PCI devices written in Rust",
     license: "GPL",
+    // `iova_bitmap_set()`, for the DMA log's reports.
+    imports_ns: ["IOMMUFD"],
     params: {
         ports: u32 {
             default: 24,
