@@ -21,3 +21,4 @@ pub(crate) mod mem;
 pub(crate) mod pci;
 pub(crate) mod portio;
 pub(crate) mod vfio;
+pub(crate) mod work;
