@@ -17,6 +17,7 @@
 pub(crate) mod card;
 pub(crate) mod hwport;
 pub(crate) mod mediate;
+pub(crate) mod nvme_pci;
 #[expect(
     dead_code,
     reason = "the glue that plugs the NVMe model in comes with the DMA layer"

@@ -92,11 +92,12 @@ mod tests {
         let n = c.caps(&mut caps);
         assert_eq!(
             &caps[..n],
+            // The chain lists the last one added first.
             &[
-                (PM_CAP, cap::ID_PM),
-                (MSI_CAP, cap::ID_MSI),
-                (PCIE_CAP, cap::ID_EXP),
                 (MSIX_CAP, cap::ID_MSIX),
+                (PCIE_CAP, cap::ID_EXP),
+                (MSI_CAP, cap::ID_MSI),
+                (PM_CAP, cap::ID_PM),
             ]
         );
         assert!(c.is_express());
