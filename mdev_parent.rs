@@ -17,12 +17,13 @@
 pub(crate) mod card;
 pub(crate) mod hwport;
 pub(crate) mod mediate;
-pub(crate) mod nvme_pci;
 #[expect(
     dead_code,
     reason = "the glue that plugs the NVMe model in comes with the DMA layer"
 )]
 pub(crate) mod nvme;
+pub(crate) mod nvme_dev;
+pub(crate) mod nvme_pci;
 pub(crate) mod phys;
 pub(crate) mod physcard;
 pub(crate) mod serial;

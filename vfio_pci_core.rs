@@ -383,11 +383,6 @@ impl<D: PciDevice> WorkHandler for Shared<D> {
 pub(crate) struct Lib<'a, D: PciDevice> {
     sh: &'a WorkSlot<Shared<D>>,
 }
-
-#[expect(
-    dead_code,
-    reason = "the worker's first user, the NVMe device of issue 14, is not in yet"
-)]
 impl<D: PciDevice> Lib<'_, D> {
     /// Guest memory (for a device with [`PciDevice::DMA`]).
     pub(crate) fn dma(&self) -> &Dma {
@@ -503,15 +498,6 @@ impl<D: PciDevice> PciCore<D> {
     )]
     pub(crate) fn dma(&self) -> &Dma {
         &self.sh.dma
-    }
-
-    /// The device's worker and process-context services, for its backend.
-    #[expect(
-        dead_code,
-        reason = "the worker's first user, the NVMe device of issue 14, is not in yet"
-    )]
-    pub(crate) fn lib(&self) -> Lib<'_, D> {
-        Lib { sh: &self.sh }
     }
 
     /// A waker that runs the device's [`PciDevice::event`] hook, for its

@@ -118,13 +118,6 @@ impl<E: Signal> Ctx<E> {
 
     /// The interrupt mode userspace enabled, for a device with several
     /// vectors that must know whether each gets its own message.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the worker's first user, the NVMe device of issue 14, is not in yet"
-        )
-    )]
     pub(crate) fn irq_mode(&self) -> IrqMode {
         self.irqs.mode
     }
