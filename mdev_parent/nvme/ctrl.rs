@@ -150,7 +150,8 @@ pub(crate) struct PendingDelete {
 /// An NVMe controller.
 ///
 /// About 3 KiB; the glue keeps it in an allocation of its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
+#[cfg_attr(test, derive(PartialEq, Eq))]
 pub(crate) struct Controller {
     pub(super) cfg: Config,
     pub(super) irq_mode: IrqMode,
