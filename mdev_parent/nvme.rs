@@ -125,7 +125,10 @@ pub(crate) const MAX_TRANSFER: u64 = PAGE_SIZE << MDTS;
 pub(crate) const MAX_IO_QUEUES: u16 = 8;
 /// The queues, admin included.
 pub(crate) const NUM_QUEUES: usize = MAX_IO_QUEUES as usize + 1;
-/// The most entries of an I/O queue (CAP.MQES is this minus one).
+/// The most entries of an I/O queue (CAP.MQES is this minus one). A power
+/// of two: SeaBIOS sizes its I/O queues at MQES + 1 (at most 256) and wraps
+/// them with a mask. Linux takes the same depth (below its default 1024).
+/// Each submission queue keeps room for this many held completions.
 pub(crate) const QUEUE_ENTRIES_MAX: u16 = 64;
 /// The most entries of the admin queues (AQA allows 4096).
 pub(crate) const ADMIN_ENTRIES_MAX: u16 = 4096;

@@ -409,6 +409,26 @@ impl Controller {
         self.draining = true;
     }
 
+    /// A function level reset (FLR, `VFIO_DEVICE_RESET`): back to the
+    /// power-on state, registers included. Requests the caller still
+    /// executes drain as after a controller reset (their completions are
+    /// dropped): report the reset done once [`Self::outstanding`] is zero.
+    pub(crate) fn function_reset(&mut self) -> Effect {
+        self.reset();
+        self.aer = Aer::EMPTY;
+        self.cc = 0;
+        self.csts = 0;
+        self.aqa = 0;
+        self.asq = 0;
+        self.acq = 0;
+        self.shutting_down = false;
+        self.finish_drain();
+        Effect {
+            kick: self.outstanding > 0,
+            irqs: Irqs::default(),
+        }
+    }
+
     /// Finishes a reset or shutdown once nothing is outstanding: a reset
     /// clears CSTS (and enables again if CC.EN was set meanwhile), a
     /// shutdown reports completion.

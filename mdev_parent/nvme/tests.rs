@@ -2248,3 +2248,109 @@ fn random_mmio_and_commands_never_break_the_model() {
         }
     }
 }
+
+#[test]
+fn seabios_boot_path() {
+    // SeaBIOS: disable, admin queues of a page each (256 completion and 64
+    // submission entries), enable, identify the controller and every
+    // namespace up to NN, one polled I/O queue pair of MQES + 1 entries
+    // with queue identifier 1, then reads with PRP1, PRP2 or a PRP list
+    // and the Limited Retry bit.
+    let mut d = Drv::new();
+    assert_eq!(d.c.mmio_read(regs::CAP, 8) >> 37 & 1, 1);
+    d.w32(regs::CC, 0);
+    assert_eq!(d.csts() & regs::CSTS_RDY, 0);
+    let (sq, cq) = (d.pages(1), d.pages(1));
+    d.w32(regs::AQA, (255 << 16) | 63);
+    d.w32(regs::ASQ, sq as u32);
+    d.w32(regs::ASQ + 4, 0);
+    d.w32(regs::ACQ, cq as u32);
+    d.w32(regs::ACQ + 4, 0);
+    d.w32(regs::CC, regs::CC_EN | (4 << 20) | (6 << 16));
+    assert_eq!(d.csts(), regs::CSTS_RDY);
+    d.qs[0] = Some(Q {
+        sq,
+        cq,
+        sq_size: 64,
+        cq_size: 256,
+        tail: 0,
+        head: 0,
+        phase: true,
+    });
+    let (s, id) = d.identify(1, 0);
+    assert_eq!(s, sc::SUCCESS);
+    let nn = u32::from_le_bytes(id[516..520].try_into().unwrap());
+    let mut disks = Vec::new();
+    for nsid in 1..=nn {
+        let (s, ns) = d.identify(0, nsid);
+        assert_eq!(s, sc::SUCCESS);
+        let nsze = u64::from_le_bytes(ns[0..8].try_into().unwrap());
+        if nsze != 0 {
+            disks.push((nsid, nsze, 1u32 << ns[128 + 2]));
+        }
+    }
+    assert_eq!(disks, [(1, NS1_BLOCKS, 512), (2, NS2_BLOCKS, 4096)]);
+    let entries = (d.c.mmio_read(regs::CAP, 8) & 0xffff) as u16 + 1;
+    assert!(entries.is_power_of_two());
+    let (isq, icq) = (d.pages(1), d.pages(1));
+    let s = d.admin_status(sqe(admin_op::CREATE_CQ, 0, icq, 0, [1 | (u32::from(entries - 1) << 16), 1, 0, 0, 0, 0]));
+    assert_eq!(s, sc::SUCCESS);
+    let s = d.admin_status(sqe(admin_op::CREATE_SQ, 0, isq, 0, [1 | (u32::from(entries - 1) << 16), (1 << 16) | 1, 0, 0, 0, 0]));
+    assert_eq!(s, sc::SUCCESS);
+    d.qs[1] = Some(Q {
+        sq: isq,
+        cq: icq,
+        sq_size: entries,
+        cq_size: entries,
+        tail: 0,
+        head: 0,
+        phase: true,
+    });
+    // The boot sector, then 16 KiB through a PRP list, many times around
+    // the rings.
+    d.store[0][..512].copy_from_slice(&pattern(512, 0x55));
+    d.store[0][4096..4096 + 16384].copy_from_slice(&pattern(16384, 3));
+    let buf = d.pages(5);
+    let prpl = d.pages(1);
+    for i in 0..3u64 {
+        d.m.put_u64(prpl + i * 8, buf + (i + 1) * 4096);
+    }
+    d.irqs = 0;
+    for round in 0..100u32 {
+        let c = d.rw(1, false, 1, 0, 1, buf + 0x7c00 % 4096, 0);
+        assert_eq!(c.status, sc::SUCCESS);
+        assert!(d.m.get(buf + 0xc00, 512) == pattern(512, 0x55));
+        let e = sqe(io_op::READ, 1, buf, prpl, [8, 0, (1 << 31) | 31, 0, 0, 0]);
+        d.submit(1, e);
+        d.exec();
+        assert_eq!(d.reap(1)[0].status, sc::SUCCESS, "round {round}");
+        assert!(d.m.get(buf, 16384) == pattern(16384, 3));
+    }
+    assert_eq!(d.irqs, 0, "polled queues signal nothing");
+    d.c.invariants().unwrap();
+}
+
+#[test]
+fn function_level_reset_returns_to_power_on() {
+    let mut d = Drv::probe(1);
+    let buf = d.pages(1);
+    d.submit(1, sqe(io_op::READ, 1, buf, 0, [0; 6]));
+    let e = d.c.function_reset();
+    assert!(e.kick, "one request to drain");
+    assert_eq!(d.c.outstanding(), 1);
+    for r in [regs::CC, regs::CSTS, regs::AQA, regs::ASQ, regs::ACQ] {
+        assert_eq!(d.r32(r), 0, "register {r:#x}");
+    }
+    // Doorbells are ignored while it drains; the completion is dropped.
+    d.w32(regs::DOORBELLS + 8, 1);
+    assert_eq!(d.csts(), 0);
+    let cq = d.qs[1].unwrap().cq;
+    d.exec();
+    assert_eq!(d.c.outstanding(), 0);
+    assert_eq!(d.m.get(cq, 16), vec![0; 16]);
+    let mut fresh = Controller::new(&config(), IrqMode::MsiX).unwrap();
+    fresh.counters = d.c.counters;
+    fresh.epoch = d.c.epoch;
+    assert!(fresh == d.c, "as after power-on, but for the counters");
+    d.enable(8);
+}
