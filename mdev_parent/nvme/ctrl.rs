@@ -977,6 +977,9 @@ impl Controller {
                 if sq.held_len() > sq.in_flight && i != 0 {
                     return Err("more held than in flight");
                 }
+                if !sq.held_iter().all(|h| sc::valid(h.status)) {
+                    return Err("a held status callers may not give");
+                }
                 if !self.cqs.get(usize::from(sq.cqid)).is_some_and(|c| c.valid) {
                     return Err("submission queue without its completion queue");
                 }

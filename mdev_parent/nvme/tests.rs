@@ -2293,9 +2293,28 @@ fn seabios_boot_path() {
     let entries = (d.c.mmio_read(regs::CAP, 8) & 0xffff) as u16 + 1;
     assert!(entries.is_power_of_two());
     let (isq, icq) = (d.pages(1), d.pages(1));
-    let s = d.admin_status(sqe(admin_op::CREATE_CQ, 0, icq, 0, [1 | (u32::from(entries - 1) << 16), 1, 0, 0, 0, 0]));
+    let s = d.admin_status(sqe(
+        admin_op::CREATE_CQ,
+        0,
+        icq,
+        0,
+        [1 | (u32::from(entries - 1) << 16), 1, 0, 0, 0, 0],
+    ));
     assert_eq!(s, sc::SUCCESS);
-    let s = d.admin_status(sqe(admin_op::CREATE_SQ, 0, isq, 0, [1 | (u32::from(entries - 1) << 16), (1 << 16) | 1, 0, 0, 0, 0]));
+    let s = d.admin_status(sqe(
+        admin_op::CREATE_SQ,
+        0,
+        isq,
+        0,
+        [
+            1 | (u32::from(entries - 1) << 16),
+            (1 << 16) | 1,
+            0,
+            0,
+            0,
+            0,
+        ],
+    ));
     assert_eq!(s, sc::SUCCESS);
     d.qs[1] = Some(Q {
         sq: isq,
