@@ -829,7 +829,7 @@ impl Controller {
         let result = 2 | (0x04 << 16);
         if self.post(mem, 0, cid, sc::SUCCESS, result, irqs)? {
             self.aer.cids.copy_within(1.., 0);
-            self.aer.n -= 1;
+            self.aer.n = self.aer.n.saturating_sub(1);
             self.aer.ns_notice = false;
             self.aer.notice_masked = true;
         }
@@ -908,18 +908,18 @@ impl Controller {
                     self.count(&req);
                     if let Some(sq) = self.sqs.get_mut(usize::from(sqid)) {
                         sq.advance();
-                        sq.in_flight += 1;
+                        sq.in_flight = sq.in_flight.saturating_add(1);
                     }
                 }
                 Ok(false) | Err(_) => {
                     let status = parsed.err().unwrap_or(sc::SUCCESS);
                     if let Some(sq) = self.sqs.get_mut(usize::from(sqid)) {
                         sq.advance();
-                        sq.in_flight += 1;
+                        sq.in_flight = sq.in_flight.saturating_add(1);
                     }
                     if self.post(mem, sqid, tag.cid, status, 0, irqs)? {
                         if let Some(sq) = self.sqs.get_mut(usize::from(sqid)) {
-                            sq.in_flight -= 1;
+                            sq.in_flight = sq.in_flight.saturating_sub(1);
                         }
                     } else if let Some(sq) = self.sqs.get_mut(usize::from(sqid)) {
                         sq.hold(Held {
