@@ -2088,28 +2088,32 @@ fn migration_refuses_bad_streams_whole() {
 
 #[test]
 fn random_mmio_and_commands_never_break_the_model() {
-    for seed in 1..=24u64 {
+    for seed in 1..=64u64 {
         let mut rng = Rng::new(seed);
         let mut d = Drv::probe(2);
         d.auto = false;
         let mut inflight: Vec<IoRequest> = Vec::new();
-        let addrs = |rng: &mut Rng, d: &Drv| -> u64 {
-            match rng.below(6) {
+        // A data area, its last page a PRP list into it.
+        let data = d.pages(64);
+        let list = data + 63 * 4096;
+        for k in 0..512u64 {
+            d.m.put_u64(list + k * 8, data + (k % 60) * 4096);
+        }
+        let addr = |rng: &mut Rng| -> u64 {
+            match rng.below(10) {
                 0 => rng.next_u64(),
-                1 => 0x10_0000 + rng.below(64) * 4096 + rng.below(4096),
-                2 => u64::MAX - rng.below(8192),
-                _ => d.qs[1].map_or(0, |q| q.sq) + rng.below(8) * 4096,
+                1 => u64::MAX - rng.below(8192),
+                2 => 0x10_0000 + rng.below(64) * 4096 + rng.below(4096),
+                3 => data + rng.below(64) * 4096 + rng.below(4096),
+                4 | 5 => list + rng.below(512) * 8,
+                _ => data + rng.below(62) * 4096 + rng.below(8) * 512,
             }
         };
         for step in 0..3000 {
-            match rng.below(10) {
+            match rng.below(16) {
                 0 => {
-                    // A random register or doorbell write.
-                    let off = if rng.one_in(2) {
-                        rng.below(0x40)
-                    } else {
-                        0x1000 + rng.below(0x80)
-                    };
+                    // A random register write, of any size.
+                    let off = rng.below(0x40);
                     let size = [1, 2, 4, 8, 3][rng.index(5)];
                     let v = if rng.one_in(2) {
                         rng.below(40)
@@ -2119,20 +2123,48 @@ fn random_mmio_and_commands_never_break_the_model() {
                     let e = d.c.mmio_write(off, size, v);
                     d.irqs |= e.irqs.0;
                 }
-                1 | 2 => {
-                    // A random entry on a queue the driver knows.
+                1 => {
+                    // A random doorbell write.
+                    let off = 0x1000 + 4 * rng.below(24);
+                    let v = if rng.one_in(4) {
+                        rng.next_u64()
+                    } else {
+                        rng.below(10)
+                    };
+                    let e = d.c.mmio_write(off, 4, v);
+                    d.irqs |= e.irqs.0;
+                }
+                2..=5 => {
+                    // An entry on a queue the driver knows: mostly a
+                    // plausible command, sometimes noise.
                     let qid = rng.index(3) as u16;
                     if d.qs[usize::from(qid)].is_some() {
                         let mut e = [0u8; 64];
                         rng.fill(&mut e);
-                        if rng.one_in(2) {
-                            e[0] = [0, 1, 2, 4, 5, 6, 8, 9, 0xa, 0xc, 0x7c][rng.index(11)];
-                            e[1] = 0;
-                            e[4..8].copy_from_slice(&(rng.below(4) as u32).to_le_bytes());
-                            let (p1, p2) = (addrs(&mut rng, &d), addrs(&mut rng, &d));
+                        if !rng.one_in(4) {
+                            e[0] = if qid == 0 {
+                                [0, 1, 2, 4, 5, 6, 8, 9, 0xa, 0xc, 0x7c, 0x7f][rng.index(12)]
+                            } else {
+                                [0, 1, 2, 2, 1, 8, 9, 0x33][rng.index(8)]
+                            };
+                            e[1] = if rng.one_in(16) { 1 } else { 0 };
+                            let nsid = [1u32, 2, 1, 2, 0, 3, u32::MAX][rng.index(7)];
+                            e[4..8].copy_from_slice(&nsid.to_le_bytes());
+                            let (p1, p2) = (addr(&mut rng), addr(&mut rng));
                             e[24..32].copy_from_slice(&p1.to_le_bytes());
                             e[32..40].copy_from_slice(&p2.to_le_bytes());
-                            e[40..44].copy_from_slice(&(rng.below(0x40_0000) as u32).to_le_bytes());
+                            let slba = if rng.one_in(8) {
+                                rng.next_u64()
+                            } else {
+                                rng.below(600)
+                            };
+                            e[40..48].copy_from_slice(&slba.to_le_bytes());
+                            let nlb = if rng.one_in(8) {
+                                rng.next_u64() as u32
+                            } else {
+                                rng.below(16) as u32
+                            };
+                            e[48..52].copy_from_slice(&nlb.to_le_bytes());
                         }
                         let q = d.qs[usize::from(qid)].as_mut().unwrap();
                         let at = q.sq + u64::from(q.tail) * 64;
@@ -2144,11 +2176,17 @@ fn random_mmio_and_commands_never_break_the_model() {
                         d.irqs |= e.irqs.0;
                     }
                 }
-                3 | 4 => {
+                6 | 7 => {
                     let reqs = &mut inflight;
                     let accept = !rng.one_in(8);
                     let e = d.c.process(&mut d.m, &mut |r: &IoRequest| {
                         assert!(r.segs.total() <= super::MAX_TRANSFER);
+                        assert!(
+                            matches!(
+                                r.kind,
+                                IoKind::Deallocate | IoKind::Flush | IoKind::WriteZeroes
+                            ) || r.segs.total() == r.len
+                        );
                         if accept {
                             reqs.push(*r);
                         }
@@ -2156,7 +2194,7 @@ fn random_mmio_and_commands_never_break_the_model() {
                     });
                     d.irqs |= e.irqs.0;
                 }
-                5 | 6 => {
+                8..=10 => {
                     if !inflight.is_empty() {
                         let r = inflight.swap_remove(rng.index(inflight.len()));
                         let st = [sc::SUCCESS, sc::DATA_TRANSFER_ERROR, 0xffff][rng.index(3)];
@@ -2164,27 +2202,40 @@ fn random_mmio_and_commands_never_break_the_model() {
                         d.irqs |= e.irqs.0;
                     }
                 }
-                7 => {
-                    // The driver consumes completions (or a random head).
+                11 | 12 => {
+                    // The driver consumes completions.
                     for qid in 0..3u16 {
                         if d.qs[usize::from(qid)].is_some() {
-                            d.reap(qid);
+                            d.reap_n(qid, rng.index(8));
                         }
                     }
-                    if rng.one_in(4) {
-                        let e = d.c.mmio_write(
-                            regs::DOORBELLS + 4 + 8 * rng.below(3),
-                            4,
-                            rng.below(20),
-                        );
-                        d.irqs |= e.irqs.0;
-                    }
                 }
-                8 => {
+                13 => {
                     if rng.one_in(3) {
-                        let page = 0x10_0000 + rng.below(64) * 4096;
+                        let page = if rng.one_in(10) {
+                            0x10_0000 + rng.below(64) * 4096
+                        } else {
+                            data + rng.below(64) * 4096
+                        };
                         if !d.m.faulty.insert(page) {
                             d.m.faulty.remove(&page);
+                        }
+                    }
+                    if rng.one_in(8) {
+                        // The administrator changes a namespace, or the
+                        // guest switches interrupt modes.
+                        let nsid = rng.below(6) as u32;
+                        let ns = rng.one_in(2).then_some(Namespace {
+                            blocks: 1 + rng.below(1 << 20),
+                            lba_shift: [9, 12, 10][rng.index(3)],
+                            id: [nsid as u8; 16],
+                        });
+                        if let Ok(e) = d.c.set_namespace(nsid, ns) {
+                            d.irqs |= e.irqs.0;
+                        }
+                        if rng.one_in(4) {
+                            let mode = [IrqMode::MsiX, IrqMode::Msi, IrqMode::Intx][rng.index(3)];
+                            d.irqs |= d.c.set_irq_mode(mode).0;
                         }
                     }
                     if rng.one_in(10) {
@@ -2192,41 +2243,22 @@ fn random_mmio_and_commands_never_break_the_model() {
                         let mut w = Writer::new(&mut blob);
                         if d.c.save(&mut w).is_ok() {
                             let n = w.len();
-                            let mut t = Controller::new(&config(), IrqMode::MsiX).unwrap();
-                            if t.restore(&blob[..n]).is_err() {
-                                panic!(
-                                    "{:?} {:?} {:?} {:?} {:?} {:?} {:x} {:x} {:?}",
-                                    d.c.sqs
-                                        .iter()
-                                        .map(|s| (
-                                            s.valid,
-                                            s.base,
-                                            s.size,
-                                            s.head,
-                                            s.tail,
-                                            s.cqid,
-                                            s.held_len(),
-                                            s.epoch
-                                        ))
-                                        .collect::<Vec<_>>(),
-                                    d.c.cqs,
-                                    d.c.aer,
-                                    d.c.pending_delete,
-                                    d.c.dbbuf,
-                                    d.c.feat,
-                                    d.c.cc,
-                                    d.c.csts,
-                                    (d.c.aqa, d.c.asq, d.c.acq)
-                                );
-                            }
+                            let mut t = Controller::new(d.c.config(), IrqMode::MsiX).unwrap();
+                            t.restore(&blob[..n])
+                                .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e:?}"));
                             assert_eq!(t, d.c, "seed {seed} step {step}");
                         }
                     }
                 }
                 _ => {
-                    // Reset and re-enable now and then, as the driver does.
-                    if rng.one_in(20) {
-                        let e = d.c.mmio_write(regs::CC, 4, 0);
+                    // Reset and re-enable now and then, as the driver does,
+                    // and always once the controller is fatal.
+                    if d.c.fatal() || rng.one_in(10) {
+                        let e = if rng.one_in(2) {
+                            d.c.mmio_write(regs::CC, 4, 0)
+                        } else {
+                            d.c.function_reset()
+                        };
                         d.irqs |= e.irqs.0;
                         while let Some(r) = inflight.pop() {
                             let e = d.c.complete(&mut d.m, r.tag, sc::SUCCESS);
