@@ -13,6 +13,9 @@
 //! mediation between a virtual and a physical port ([`mediate`]). A parent
 //! is an [`crate::ffi::mdev::Parent`] on some device with the serial types of
 //! [`crate::sysfs::lifecycle`].
+//!
+//! [`nvme`] is the kernel-free model of an NVMe controller (issue 14); no
+//! parent offers it yet.
 
 pub(crate) mod card;
 pub(crate) mod hwport;

@@ -87,10 +87,12 @@ impl Out<'_> {
         if s >= e {
             return;
         }
-        let src = bytes.get((s - at) as usize..(e - at) as usize);
+        // Within bounds: at <= s < e <= at + bytes.len(), and likewise for
+        // the window.
+        let src = bytes.get(s.wrapping_sub(at) as usize..e.wrapping_sub(at) as usize);
         let dst = self
             .buf
-            .get_mut((s - self.base) as usize..(e - self.base) as usize);
+            .get_mut(s.wrapping_sub(self.base) as usize..e.wrapping_sub(self.base) as usize);
         if let (Some(src), Some(dst)) = (src, dst) {
             dst.copy_from_slice(src);
         }
@@ -273,7 +275,7 @@ impl Controller {
         match self.aer.cids.get_mut(n) {
             Some(slot) if n < AER_MAX => {
                 *slot = sqe.cid();
-                self.aer.n += 1;
+                self.aer.n = self.aer.n.saturating_add(1);
                 AdminResult::Held
             }
             _ => done(sc::AER_LIMIT),
@@ -520,10 +522,11 @@ impl Controller {
                 if iv >= self.cfg.vectors {
                     return done(sc::INVALID_FIELD | sc::DNR);
                 }
+                let bit = 1u32.checked_shl(u32::from(iv)).unwrap_or(0);
                 if v & (1 << 16) != 0 {
-                    f.vector_cd |= 1 << iv;
+                    f.vector_cd |= bit;
                 } else {
-                    f.vector_cd &= !(1 << iv);
+                    f.vector_cd &= !bit;
                 }
             }
             0x0a => f.write_atomicity = v & 1,
@@ -585,7 +588,7 @@ impl Controller {
                 if iv >= self.cfg.vectors {
                     return done(sc::INVALID_FIELD | sc::DNR);
                 }
-                u32::from(iv) | (((f.vector_cd >> iv) & 1) << 16)
+                u32::from(iv) | ((f.vector_cd.checked_shr(u32::from(iv)).unwrap_or(0) & 1) << 16)
             }
             0x0a => f.write_atomicity,
             0x0b => f.aec,

@@ -150,7 +150,8 @@ pub(crate) struct PendingDelete {
 /// An NVMe controller.
 ///
 /// About 3 KiB; the glue keeps it in an allocation of its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
+#[cfg_attr(test, derive(PartialEq, Eq))]
 pub(crate) struct Controller {
     pub(super) cfg: Config,
     pub(super) irq_mode: IrqMode,
@@ -406,6 +407,26 @@ impl Controller {
         self.pending_delete = None;
         self.intms = 0;
         self.draining = true;
+    }
+
+    /// A function level reset (FLR, `VFIO_DEVICE_RESET`): back to the
+    /// power-on state, registers included. Requests the caller still
+    /// executes drain as after a controller reset (their completions are
+    /// dropped): report the reset done once [`Self::outstanding`] is zero.
+    pub(crate) fn function_reset(&mut self) -> Effect {
+        self.reset();
+        self.aer = Aer::EMPTY;
+        self.cc = 0;
+        self.csts = 0;
+        self.aqa = 0;
+        self.asq = 0;
+        self.acq = 0;
+        self.shutting_down = false;
+        self.finish_drain();
+        Effect {
+            kick: self.outstanding > 0,
+            irqs: Irqs::default(),
+        }
     }
 
     /// Finishes a reset or shutdown once nothing is outstanding: a reset
@@ -808,7 +829,7 @@ impl Controller {
         let result = 2 | (0x04 << 16);
         if self.post(mem, 0, cid, sc::SUCCESS, result, irqs)? {
             self.aer.cids.copy_within(1.., 0);
-            self.aer.n -= 1;
+            self.aer.n = self.aer.n.saturating_sub(1);
             self.aer.ns_notice = false;
             self.aer.notice_masked = true;
         }
@@ -887,18 +908,18 @@ impl Controller {
                     self.count(&req);
                     if let Some(sq) = self.sqs.get_mut(usize::from(sqid)) {
                         sq.advance();
-                        sq.in_flight += 1;
+                        sq.in_flight = sq.in_flight.saturating_add(1);
                     }
                 }
                 Ok(false) | Err(_) => {
                     let status = parsed.err().unwrap_or(sc::SUCCESS);
                     if let Some(sq) = self.sqs.get_mut(usize::from(sqid)) {
                         sq.advance();
-                        sq.in_flight += 1;
+                        sq.in_flight = sq.in_flight.saturating_add(1);
                     }
                     if self.post(mem, sqid, tag.cid, status, 0, irqs)? {
                         if let Some(sq) = self.sqs.get_mut(usize::from(sqid)) {
-                            sq.in_flight -= 1;
+                            sq.in_flight = sq.in_flight.saturating_sub(1);
                         }
                     } else if let Some(sq) = self.sqs.get_mut(usize::from(sqid)) {
                         sq.hold(Held {
@@ -955,6 +976,9 @@ impl Controller {
                 }
                 if sq.held_len() > sq.in_flight && i != 0 {
                     return Err("more held than in flight");
+                }
+                if !sq.held_iter().all(|h| sc::valid(h.status)) {
+                    return Err("a held status callers may not give");
                 }
                 if !self.cqs.get(usize::from(sq.cqid)).is_some_and(|c| c.valid) {
                     return Err("submission queue without its completion queue");

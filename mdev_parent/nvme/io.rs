@@ -146,8 +146,9 @@ pub(crate) fn parse(
             }
             // Both fit: the range is within a namespace whose byte size
             // fits in u64.
-            req.offset = slba << ns.lba_shift;
-            req.len = nlb << ns.lba_shift;
+            let shift = u32::from(ns.lba_shift);
+            req.offset = slba.checked_shl(shift).ok_or(sc::INTERNAL)?;
+            req.len = nlb.checked_shl(shift).ok_or(sc::INTERNAL)?;
             req.fua = sqe.cdw(12) & (1 << 30) != 0;
             if op == io_op::WRITE_ZEROES {
                 req.kind = IoKind::WriteZeroes;

@@ -91,7 +91,7 @@ impl SegList {
             .get_mut(self.n)
             .ok_or(sc::INVALID_FIELD | sc::DNR)?;
         *slot = Seg { iova, len };
-        self.n += 1;
+        self.n = self.n.saturating_add(1);
         Ok(())
     }
 
@@ -135,7 +135,7 @@ pub(crate) fn walk(
     let first = len.min(PAGE_SIZE - page_offset(prp1));
     // Both fit in u32: they are at most MAX_TRANSFER.
     out.push(prp1, first as u32)?;
-    let mut left = len - first;
+    let mut left = len.saturating_sub(first);
     if left == 0 {
         return Ok(());
     }
@@ -157,7 +157,7 @@ pub(crate) fn walk(
         let room = (PAGE_SIZE - page_offset(cursor)) / 8;
         let needed = left.div_ceil(PAGE_SIZE);
         let (data, chain) = if needed > room {
-            (room - 1, true)
+            (room.saturating_sub(1), true)
         } else {
             (needed, false)
         };
@@ -167,7 +167,7 @@ pub(crate) fn walk(
             let mut buf = [0u8; LIST_BATCH * 8];
             let bytes = buf.get_mut(..batch * 8).ok_or(sc::INTERNAL)?;
             let at = cursor
-                .checked_add(done * 8)
+                .checked_add(done.saturating_mul(8))
                 .ok_or(sc::DATA_TRANSFER_ERROR | sc::DNR)?;
             mem.read(at, bytes)
                 .map_err(|_| sc::DATA_TRANSFER_ERROR | sc::DNR)?;
@@ -182,11 +182,11 @@ pub(crate) fn walk(
                 out.push(entry, n as u32)?;
                 left -= n;
             }
-            done += batch as u64;
+            done = done.saturating_add(batch as u64);
         }
         if chain {
             let at = cursor
-                .checked_add(data * 8)
+                .checked_add(data.saturating_mul(8))
                 .ok_or(sc::DATA_TRANSFER_ERROR | sc::DNR)?;
             let mut q = [0u8; 8];
             mem.read(at, &mut q)

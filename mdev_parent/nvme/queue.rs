@@ -20,13 +20,13 @@ pub(crate) fn distance(from: u16, to: u16, size: u16) -> u16 {
     if to >= from {
         to - from
     } else {
-        (size - from) + to
+        size.wrapping_sub(from).wrapping_add(to)
     }
 }
 
 /// The next index after `i` on a ring of `size`.
 fn next(i: u16, size: u16) -> u16 {
-    if i + 1 >= size {
+    if i >= size.saturating_sub(1) {
         0
     } else {
         i + 1
@@ -70,7 +70,9 @@ pub(crate) struct Sq {
 }
 
 /// Queues are equal when the guest could not tell them apart: the slots of
-/// the held store not in use do not count.
+/// the held store not in use do not count. (For the tests: the kernel has no
+/// use for it.)
+#[cfg(test)]
 impl PartialEq for Sq {
     fn eq(&self, o: &Self) -> bool {
         self.valid == o.valid
@@ -86,6 +88,7 @@ impl PartialEq for Sq {
     }
 }
 
+#[cfg(test)]
 impl Eq for Sq {}
 
 impl Sq {
@@ -152,7 +155,7 @@ impl Sq {
         if self.held_len >= cap {
             return false;
         }
-        let at = (self.held_head + self.held_len) % cap;
+        let at = self.held_head.wrapping_add(self.held_len) % cap;
         match self.held.get_mut(usize::from(at)) {
             Some(slot) => *slot = h,
             None => return false,
@@ -172,7 +175,7 @@ impl Sq {
     /// Drops the oldest completion held back.
     pub(crate) fn pop_held(&mut self) {
         if self.held_len > 0 {
-            self.held_head = (self.held_head + 1) % self.held.len() as u16;
+            self.held_head = self.held_head.wrapping_add(1) % self.held.len() as u16;
             self.held_len -= 1;
         }
     }
@@ -182,7 +185,7 @@ impl Sq {
         let cap = self.held.len();
         (0..usize::from(self.held_len)).filter_map(move |i| {
             self.held
-                .get((usize::from(self.held_head) + i) % cap)
+                .get(usize::from(self.held_head).wrapping_add(i) % cap)
                 .copied()
         })
     }

@@ -253,7 +253,7 @@ impl Controller {
         };
         let cd_mask = 1u32
             .checked_shl(u32::from(vectors))
-            .map_or(u32::MAX, |b| b - 1);
+            .map_or(u32::MAX, |b| b.wrapping_sub(1));
         ensure(
             feat.arbitration & !0xffff_ff07 == 0
                 && feat.power_mgmt & !0xe0 == 0
