@@ -25,7 +25,7 @@
 //! under its own locks, which a pin in progress may be waiting for.
 
 use super::emul::dma::{
-    log_layout, DirtyLog, Finished, LogRange, PinId, PinTable, MAX_PINS, MIN_LOG_SHIFT,
+    log_layout, DirtyLog, Finished, LogRange, PinId, PinTable, Slot, MAX_PINS, MIN_LOG_SHIFT,
 };
 use crate::ffi::dma::{DirtyBitmap, PinnedPages, VfioDev};
 use kernel::{
@@ -49,7 +49,7 @@ struct State {
     open: bool,
     /// Copies through `vfio_dma_rw()` in progress.
     copies: u32,
-    pins: KBox<PinTable<Pages>>,
+    pins: PinTable<Pages, KVec<Option<Slot<Pages>>>>,
     log: Option<Log>,
 }
 
@@ -72,7 +72,13 @@ pub(crate) struct Pin(PinId);
 impl Dma {
     /// A layer with no device attached yet.
     pub(crate) fn new() -> Result<impl PinInit<Self, Error>> {
-        let pins = KBox::new(PinTable::new(), GFP_KERNEL)?;
+        // On the heap, filled one slot at a time: the table is too large to
+        // build on a kernel stack.
+        let mut slots = KVec::with_capacity(MAX_PINS, GFP_KERNEL)?;
+        for _ in 0..MAX_PINS {
+            slots.push(None, GFP_KERNEL)?;
+        }
+        let pins = PinTable::new(slots);
         Ok(try_pin_init!(Self {
             dev: SetOnce::new(),
             state <- new_mutex!(State {

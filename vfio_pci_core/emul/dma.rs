@@ -20,7 +20,10 @@
 //! pinned pages and the bitmap's storage, and calls these under its lock.
 
 use super::{EResult, Errno};
-use core::ops::{Deref, DerefMut};
+use core::{
+    marker::PhantomData,
+    ops::{Deref, DerefMut},
+};
 
 /// The smallest logging granularity: the 4 KiB the uAPI's report demands.
 pub(crate) const MIN_LOG_SHIFT: u32 = 12;
@@ -283,7 +286,7 @@ pub(crate) const MAX_PINS: usize = 256;
 pub(crate) const MAX_PINNED_PAGES: u64 = 1 << 16;
 
 /// One pin: its range, and what holds it.
-struct Slot<P> {
+pub(crate) struct Slot<P> {
     id: PinId,
     iova: u64,
     /// Bytes, a whole number of pages.
@@ -318,19 +321,25 @@ pub(crate) enum Finished<P> {
 /// A user of pinned pages [`Self::acquire`]s the pin and
 /// [`Self::release`]s it when its copy is done; [`Self::unmap`] takes
 /// every pin of a range once none of them is in use or in progress.
-pub(crate) struct PinTable<P> {
-    slots: [Option<Slot<P>>; MAX_PINS],
+///
+/// `S` holds the slots (the glue allocates [`MAX_PINS`] of them: too large
+/// for a kernel stack); their number bounds the pins.
+pub(crate) struct PinTable<P, S> {
+    slots: S,
     next: u64,
     pages: u64,
+    _p: PhantomData<P>,
 }
 
-impl<P> PinTable<P> {
-    /// An empty table.
-    pub(crate) fn new() -> Self {
+impl<P, S: DerefMut<Target = [Option<Slot<P>>]>> PinTable<P, S> {
+    /// An empty table in `slots`.
+    pub(crate) fn new(mut slots: S) -> Self {
+        slots.iter_mut().for_each(|s| *s = None);
         Self {
-            slots: [const { None }; MAX_PINS],
+            slots,
             next: 0,
             pages: 0,
+            _p: PhantomData,
         }
     }
 
@@ -549,6 +558,11 @@ mod tests {
 
     const K4: u64 = 4096;
 
+    /// An empty pin table with its slots on the host heap.
+    fn table<P>() -> PinTable<P, Vec<Option<Slot<P>>>> {
+        PinTable::new((0..MAX_PINS).map(|_| None).collect())
+    }
+
     /// A log over `ranges` with `hint`, its storage on the host heap.
     fn log(ranges: &[(u64, u64)], hint: u64) -> DirtyLog<Vec<LogRange>, Vec<u64>> {
         let mut out = vec![LogRange::default(); ranges.len()];
@@ -724,7 +738,7 @@ mod tests {
 
     #[test]
     fn pins_are_bounded_and_validated() {
-        let mut t = PinTable::<u32>::new();
+        let mut t = table::<u32>();
         assert_eq!(t.begin(1, 1, true, K4), Err(Errno::Inval));
         assert_eq!(t.begin(0, 0, true, K4), Err(Errno::Inval));
         assert_eq!(t.begin(u64::MAX - K4 + 1, 2, true, K4), Err(Errno::Inval));
@@ -745,7 +759,7 @@ mod tests {
 
     #[test]
     fn unmap_waits_for_users_and_pins_in_progress() {
-        let mut t = PinTable::<&str>::new();
+        let mut t = table::<&str>();
         let a = t.begin(0x1000, 2, true, K4).unwrap();
         // In progress: the unmap must wait, and revokes the pin.
         assert!(!t.unmap(0x2000, 0x1000, |_| panic!()));
@@ -777,7 +791,7 @@ mod tests {
 
     #[test]
     fn unpin_and_failure_free_the_budget() {
-        let mut t = PinTable::<u8>::new();
+        let mut t = table::<u8>();
         let a = t.begin(0, 3, false, K4).unwrap();
         assert!(matches!(t.finish(a, None), Finished::Failed));
         assert_eq!(t.pages(), 0);
