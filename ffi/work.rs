@@ -17,7 +17,7 @@ use kernel::{bindings, prelude::*, types::Opaque};
 
 /// What a [`WorkSlot`]'s work runs.
 pub(crate) trait WorkHandler: Sync + Sized {
-    /// Runs on the system's unbound workqueue, in process context (it may
+    /// Runs on the system's default (unbound) workqueue, in process context (it may
     /// sleep), with the slot (which it may queue again). The work is not
     /// run twice at once; one queued while it runs runs again afterwards.
     fn work(slot: &WorkSlot<Self>);
@@ -81,7 +81,7 @@ impl<H: WorkHandler> WorkSlot<H> {
         unsafe {
             bindings::queue_work_on(
                 bindings::wq_misc_consts_WORK_CPU_UNBOUND as c_int,
-                bindings::system_unbound_wq,
+                bindings::system_dfl_wq,
                 self.work.get(),
             )
         };
