@@ -656,8 +656,10 @@ impl Controller {
 
     /// Services every queue: reads shadow doorbells, posts held
     /// completions, runs admin commands, and hands I/O commands to `sink`
-    /// (up to each queue's size in flight). `kick` in the result means the
-    /// sink refused a request: call again when it has room.
+    /// (up to each queue's size in flight). `kick` in the result means work
+    /// remains that no doorbell will announce (the sink refused a request,
+    /// or the guest kept adding entries): call again, when the sink has
+    /// room.
     pub(crate) fn process(&mut self, mem: &mut impl GuestMem, sink: &mut impl IoSink) -> Effect {
         let mut e = Effect::default();
         if self.fatal() || self.csts & regs::CSTS_RDY == 0 || self.draining {
@@ -837,7 +839,7 @@ impl Controller {
     }
 
     /// Hands `sqid`'s commands to `sink`. `Ok(false)` if the sink refused
-    /// one.
+    /// one, or commands may remain that no doorbell will announce.
     fn service_io(
         &mut self,
         mem: &mut impl GuestMem,
@@ -855,20 +857,13 @@ impl Controller {
         let size = sq.size;
         let shadow = self.shadow_addrs(sqid, false);
         let mut req = IoRequest::EMPTY;
-        // Bounded: each turn fetches a command, or ends.
+        if let Some((db, _)) = shadow {
+            self.read_shadow_sq(mem, sqid, db)?;
+        }
+        // Bounded: each turn fetches a command, or ends, or takes a tail the
+        // guest moved meanwhile. A guest that keeps adding entries through
+        // shadow doorbells may use up the turns: then ask to be called again.
         for _ in 0..=2 * u32::from(size) {
-            if let Some((db, _)) = shadow {
-                let Some(t) = Self::read_u32(mem, db) else {
-                    return Err(self.set_fatal());
-                };
-                let Some(sq) = self.sqs.get_mut(usize::from(sqid)) else {
-                    return Ok(true);
-                };
-                if !sq.tail_valid(t) {
-                    return Err(self.set_fatal());
-                }
-                sq.tail = t as u16;
-            }
             let Some(sq) = self.sqs.get(usize::from(sqid)) else {
                 return Ok(true);
             };
@@ -882,11 +877,10 @@ impl Controller {
                 if mem.write(ei, &u32::from(tail).to_le_bytes()).is_err() {
                     return Err(self.set_fatal());
                 }
-                match Self::read_u32(mem, db) {
-                    Some(t) if t == u32::from(tail) => return Ok(true),
-                    Some(_) => continue,
-                    None => return Err(self.set_fatal()),
+                if self.read_shadow_sq(mem, sqid, db)? == tail {
+                    return Ok(true);
                 }
+                continue;
             }
             if sq.in_flight >= size {
                 return Ok(true);
@@ -930,7 +924,27 @@ impl Controller {
                 }
             }
         }
-        Ok(true)
+        Ok(false)
+    }
+
+    /// Takes an I/O submission queue's tail from its shadow doorbell at
+    /// `db`, and returns it.
+    fn read_shadow_sq(
+        &mut self,
+        mem: &mut impl GuestMem,
+        sqid: u16,
+        db: u64,
+    ) -> Result<u16, Fatal> {
+        let Some(t) = Self::read_u32(mem, db) else {
+            return Err(self.set_fatal());
+        };
+        match self.sqs.get_mut(usize::from(sqid)) {
+            Some(sq) if sq.tail_valid(t) => {
+                sq.tail = t as u16;
+                Ok(sq.tail)
+            }
+            _ => Err(self.set_fatal()),
+        }
     }
 
     /// Adds a request to the SMART / Health counters.

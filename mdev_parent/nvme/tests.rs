@@ -2514,3 +2514,66 @@ fn no_completion_is_lost_or_doubled() {
         assert_eq!(d.c.outstanding(), 0);
     }
 }
+
+/// Guest memory whose guest submits one more entry (shadow tail only) the
+/// moment the controller writes a given event index: the race the event
+/// index protocol must survive.
+struct RacyMem<'a> {
+    inner: &'a mut FakeMem,
+    ei: u64,
+    entry: Option<(u64, [u8; 64], u64, u32)>,
+}
+
+impl GuestMem for RacyMem<'_> {
+    fn read(&mut self, iova: u64, buf: &mut [u8]) -> Result<(), DmaFault> {
+        self.inner.read(iova, buf)
+    }
+
+    fn write(&mut self, iova: u64, buf: &[u8]) -> Result<(), DmaFault> {
+        self.inner.write(iova, buf)?;
+        if iova == self.ei {
+            if let Some((at, e, db, tail)) = self.entry.take() {
+                self.inner.put(at, &e);
+                self.inner.put_u32(db, tail);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn an_entry_added_while_the_event_index_moves_is_not_missed() {
+    let mut d = Drv::probe(1);
+    let (dbs, eis) = (d.pages(1), d.pages(1));
+    assert_eq!(
+        d.admin_status(sqe(admin_op::DBBUF_CONFIG, 0, dbs, eis, [0; 6])),
+        sc::SUCCESS
+    );
+    d.shadow = Some((dbs, eis));
+    d.auto = false;
+    let first = d.submit(1, sqe(io_op::FLUSH, 1, 0, 0, [0; 6]));
+    // The second entry appears (shadow only: the guest saw the old event
+    // index) right when the controller writes the index after the first.
+    let q = d.qs[1].as_mut().unwrap();
+    let mut e = sqe(io_op::FLUSH, 1, 0, 0, [0; 6]);
+    e[2..4].copy_from_slice(&999u16.to_le_bytes());
+    let at = q.sq + u64::from(q.tail) * 64;
+    q.tail += 1;
+    let entry = Some((at, e, dbs + 8, u32::from(q.tail)));
+    let mut reqs = Vec::new();
+    let mut mem = RacyMem {
+        inner: &mut d.m,
+        ei: eis + 8,
+        entry,
+    };
+    let _ = d.c.process(&mut mem, &mut |r: &IoRequest| {
+        reqs.push(r.tag.cid);
+        true
+    });
+    assert!(mem.entry.is_none(), "the race happened");
+    assert_eq!(
+        reqs,
+        [first, 999],
+        "the late entry was fetched in the same pass"
+    );
+}
