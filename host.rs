@@ -38,6 +38,8 @@ pub mod mdev_parent {
     pub mod card;
     pub mod hwport;
     pub mod mediate;
+    pub mod nvme;
+    pub mod nvme_pci;
     pub mod physcard;
     pub mod uart;
 }

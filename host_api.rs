@@ -35,6 +35,16 @@ pub enum Error {
     BadFd,
     /// `EBUSY`: the INTx unmask irqfd is armed already.
     Busy,
+    /// `ENOSPC`: a bounded table is full.
+    NoSpc,
+    /// `EFAULT`: guest memory is not mapped.
+    Fault,
+    /// `E2BIG`: too many items.
+    TooBig,
+    /// `EOVERFLOW`: a range wraps.
+    Overflow,
+    /// `EPERM`: an access not allowed.
+    Perm,
 }
 
 impl From<Errno> for Error {
@@ -42,6 +52,12 @@ impl From<Errno> for Error {
         match e {
             Errno::Inval => Error::Inval,
             Errno::NoTty => Error::NoTty,
+            Errno::NoSpc => Error::NoSpc,
+            Errno::Fault => Error::Fault,
+            Errno::Busy => Error::Busy,
+            Errno::TooBig => Error::TooBig,
+            Errno::Overflow => Error::Overflow,
+            Errno::Perm => Error::Perm,
         }
     }
 }

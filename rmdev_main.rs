@@ -22,8 +22,11 @@ mod vfio_pci_core;
 
 use ffi::mdev::Registration;
 use kernel::{driver, pci, prelude::*};
-use mdev_parent::{phys::PciDriver, virt::VirtualParent};
-use sysfs::lifecycle::SerialTypes;
+use mdev_parent::{
+    phys::PciDriver,
+    virt::{NvmeParent, VirtualParent},
+};
+use sysfs::{lifecycle::SerialTypes, nvme_types::NvmeTypes};
 
 /// Largest pool accepted: bounds the memory a typo in `ports` can commit.
 const MAX_PORTS: u32 = 4096;
@@ -34,10 +37,20 @@ module! {
     authors: ["The rmdev developers"],
     description: "Mediated VFIO PCI devices written in Rust",
     license: "GPL",
+    // `iova_bitmap_set()`, for the DMA log's reports.
+    imports_ns: ["IOMMUFD"],
     params: {
         ports: u32 {
             default: 24,
             description: "Serial ports shared by all rmdev instances (1-4096)",
+        },
+        nvme_mib: u32 {
+            default: 64,
+            description: "Size of the NVMe parent's RAM namespace in MiB (1-4096)",
+        },
+        nvme_instances: u32 {
+            default: 4,
+            description: "NVMe controllers the NVMe parent offers (1-64)",
         },
     },
 }
@@ -54,12 +67,18 @@ struct Rmdev {
     #[pin]
     parent: VirtualParent,
     #[pin]
+    nvme: NvmeParent,
+    #[pin]
     driver: Registration<SerialTypes>,
+    #[pin]
+    nvme_driver: Registration<NvmeTypes>,
 }
 
 impl kernel::InPlaceModule for Rmdev {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let ports = *module_parameters::ports.value();
+        let nvme_mib = *module_parameters::nvme_mib.value();
+        let nvme_instances = *module_parameters::nvme_instances.value();
         try_pin_init!(Self {
             _: {
                 if ports == 0 || ports > MAX_PORTS {
@@ -68,8 +87,16 @@ impl kernel::InPlaceModule for Rmdev {
                 }
                 ffi::mdev::init_globals();
             },
+            _: {
+                if nvme_mib == 0 || nvme_mib > 4096 || nvme_instances == 0 || nvme_instances > 64 {
+                    pr_err!("nvme_mib={} or nvme_instances={} is out of range\n", nvme_mib, nvme_instances);
+                    Err(EINVAL)?;
+                }
+            },
+            nvme_driver <- Registration::new(module),
             driver <- Registration::new(module),
             parent <- VirtualParent::new(&driver, ports),
+            nvme <- NvmeParent::new(&nvme_driver, nvme_mib as usize * (1 << 20), nvme_instances),
             pci <- driver::Registration::new(c"rmdev", module),
             _: {
                 pr_info!("registered parent rmdev with {} ports\n", ports);

@@ -9,6 +9,7 @@
 //! [`lifecycle`] from the data here.
 
 pub(crate) mod lifecycle;
+pub(crate) mod nvme_types;
 pub(crate) mod parse;
 pub(crate) mod pool;
 pub(crate) mod types;

@@ -15,6 +15,11 @@
 //! Each only adapts kernel-free, host-tested logic under [`emul`] to the
 //! kernel (user copies, eventfds, locks, pages).
 
+#[expect(
+    dead_code,
+    reason = "the DMA layer's first user, the NVMe device of issue 14, is not in yet"
+)]
+pub(crate) mod dma;
 pub(crate) mod emul;
 mod intrs;
 mod migration;
@@ -22,12 +27,15 @@ mod rdwr;
 
 use crate::ffi::{
     bindings as vb,
+    dma::{DirtyBitmap, VfioDev},
     event::{EventHandler, EventSlot, Waker},
     eventfd::EventFd,
     mem::Mapping,
     vfio::{self, IrqfdSlot, UserBuf},
+    work::{WorkHandler, WorkSlot},
 };
 use core::ops::Range;
+use dma::Dma;
 use emul::{
     config::{Bar, ChangeMap, ConfigSpace, MsixLayout},
     mig::{Sections, Writer},
@@ -97,6 +105,12 @@ fn kerr(e: Errno) -> Error {
     match e {
         Errno::Inval => EINVAL,
         Errno::NoTty => ENOTTY,
+        Errno::NoSpc => ENOSPC,
+        Errno::Fault => EFAULT,
+        Errno::Busy => EBUSY,
+        Errno::TooBig => E2BIG,
+        Errno::Overflow => EOVERFLOW,
+        Errno::Perm => EPERM,
     }
 }
 
@@ -196,6 +210,54 @@ pub(crate) trait PciDevice: Send + Sync + Sized + 'static {
     /// library's spinlock, like the access hooks.
     fn event(_state: &mut Self::State, _ctx: &mut Ctx) {}
 
+    /// Whether the device reaches guest memory, through [`PciCore::dma`]
+    /// only. The library then registers the `dma_unmap` op and logs the
+    /// device's writes for migration; a device without DMA logs nothing,
+    /// truthfully.
+    const DMA: bool = false;
+
+    /// The `len` bytes of guest memory at `iova` were unmapped: the library
+    /// has unpinned what the device pinned there (`pinned` says whether it
+    /// held any), and copies into those pins fail from now on. A device
+    /// that cannot go on without that memory (its rings, say) makes itself
+    /// fail here. Runs under the library's spinlock, at any time, even
+    /// while the device is closed.
+    fn dma_unmapped(
+        _state: &mut Self::State,
+        _ctx: &mut Ctx,
+        _iova: u64,
+        _len: u64,
+        _pinned: bool,
+    ) {
+    }
+
+    /// Whether BAR `bar` is served in process context by [`Self::bar_rw`]
+    /// rather than under the library's spinlock by [`Self::bar_read`] and
+    /// [`Self::bar_write`]: for a device whose registers reach state that
+    /// its worker changes while it sleeps (guest memory, a block device).
+    /// Such a BAR is the device's whole (no MSI-X table, PBA or plain
+    /// memory in it, or the device's creation fails with `EINVAL`). Asked
+    /// once, at creation.
+    fn process_bar(&self, _bar: usize) -> bool {
+        false
+    }
+
+    /// An access to a [`Self::process_bar`] BAR: a read fills `data`
+    /// (zeroed), a write takes it. Runs in process context with no library
+    /// lock held; the device serialises it with its worker itself.
+    fn bar_rw(&self, _lib: &Lib<'_, Self>, _bar: usize, _off: u64, _data: &mut [u8], _write: bool) {
+    }
+
+    /// The device's worker, queued by [`Lib::kick`]: runs in process
+    /// context, never twice at once. [`Self::stop_dma`] stops it.
+    fn work(&self, _lib: &Lib<'_, Self>) {}
+
+    /// Stops every use of guest memory the device makes outside the hooks
+    /// (a worker thread, say) and waits for it to end. Sleeps. Called
+    /// when the last user closes the device, before the library unpins
+    /// everything.
+    fn stop_dma(&self) {}
+
     /// Whether this device offers migration: [`Self::MIGRATION`] unless the
     /// device says otherwise (one backed by hardware whose state does not
     /// travel, say).
@@ -258,7 +320,6 @@ impl<S: Send + Unpin> EventHandler for IrqfdSlot<SpinLock<Inner<S>>> {
 /// The fields are private: devices reach the state only through the hooks.
 #[pin_data]
 pub(crate) struct PciCore<D: PciDevice> {
-    dev: D,
     bars: [Bar; 6],
     reset_cfg: ConfigSpace,
     /// Where the MSI-X table and PBA are, if the device has MSI-X.
@@ -275,6 +336,27 @@ pub(crate) struct PciCore<D: PciDevice> {
     /// Whether the device serves each BAR whole (its parts are empty): the
     /// register path's one test, computed once.
     whole: [bool; 6],
+    /// The device and the state its worker reaches, with the work item
+    /// that runs the worker.
+    #[pin]
+    sh: WorkSlot<Shared<D>>,
+    /// The migration state machine and its data files; a mutex, as opening
+    /// and filling files sleeps.
+    #[pin]
+    mig: Mutex<MigCtl>,
+    /// Serialises `VFIO_DEVICE_SET_IRQS` calls (vfio-pci's `igate`).
+    #[pin]
+    igate: Mutex<()>,
+    /// The BARs the device serves in process context
+    /// ([`PciDevice::process_bar`]).
+    process: [bool; 6],
+}
+
+/// The parts of a device that its worker reaches as well as the library:
+/// the device, the state behind the library's lock, and guest memory.
+#[pin_data]
+struct Shared<D: PciDevice> {
+    dev: D,
     /// A spinlock, not a mutex: every access under it is a few loads and
     /// stores of emulated registers, and a sleeping lock's bookkeeping
     /// costs more than the work it guards. It comes with the irqfd that
@@ -284,13 +366,43 @@ pub(crate) struct PciCore<D: PciDevice> {
     /// [`Waker`] (see [`PciDevice::event`]).
     #[pin]
     inner: EventSlot<IrqfdSlot<SpinLock<Inner<D::State>>>>,
-    /// The migration state machine and its data files; a mutex, as opening
-    /// and filling files sleeps.
+    /// Guest memory, for a device that does DMA.
     #[pin]
-    mig: Mutex<MigCtl>,
-    /// Serialises `VFIO_DEVICE_SET_IRQS` calls (vfio-pci's `igate`).
-    #[pin]
-    igate: Mutex<()>,
+    dma: Dma,
+}
+
+impl<D: PciDevice> WorkHandler for Shared<D> {
+    fn work(slot: &WorkSlot<Self>) {
+        slot.dev.work(&Lib { sh: slot });
+    }
+}
+
+/// What a device reaches from process context: in its worker
+/// ([`PciDevice::work`]) and its process-context BAR accesses
+/// ([`PciDevice::bar_rw`]). No library lock is held there, so it may sleep.
+pub(crate) struct Lib<'a, D: PciDevice> {
+    sh: &'a WorkSlot<Shared<D>>,
+}
+impl<D: PciDevice> Lib<'_, D> {
+    /// Guest memory (for a device with [`PciDevice::DMA`]).
+    pub(crate) fn dma(&self) -> &Dma {
+        &self.sh.dma
+    }
+
+    /// Runs `f` on the device's state and the library's context under the
+    /// library's spinlock, as the access hooks run: to raise interrupts
+    /// ([`Ctx::pulse`], [`Ctx::set_irq`]), say. `f` must not sleep.
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut D::State, &mut Ctx) -> R) -> R {
+        let mut g = self.sh.inner.lock();
+        let Inner { ctx, dev, .. } = &mut *g;
+        f(dev, ctx)
+    }
+
+    /// Queues the device's worker ([`PciDevice::work`]), unless it is
+    /// queued already. Does not sleep.
+    pub(crate) fn kick(&self) {
+        self.sh.queue();
+    }
 }
 
 impl<D: PciDevice> PciCore<D> {
@@ -343,6 +455,12 @@ impl<D: PciDevice> PciCore<D> {
             p
         });
         let whole = core::array::from_fn(|i: usize| parts.get(i).is_none_or(BarParts::is_empty));
+        let process: [bool; 6] = core::array::from_fn(|i| dev.process_bar(i));
+        // A BAR served in process context is the device's whole: the MSI-X
+        // table, the PBA and plain memory are served under the lock.
+        if (0..6).any(|i| process[i] && !whole[i]) {
+            return Err(EINVAL);
+        }
         Ok(try_pin_init!(Self {
             bars,
             whole,
@@ -352,38 +470,52 @@ impl<D: PciDevice> PciCore<D> {
             cfg_fp,
             cfg_map,
             reset_cfg: cfg.clone(),
-            inner <- EventSlot::new(IrqfdSlot::new(new_spinlock!(Inner {
-                ctx: Ctx::new(cfg),
-                dev: state,
-                on_event: D::event,
-            }))),
+            sh <- WorkSlot::new(try_pin_init!(Shared {
+                inner <- EventSlot::new(IrqfdSlot::new(new_spinlock!(Inner {
+                    ctx: Ctx::new(cfg),
+                    dev: state,
+                    on_event: D::event,
+                }))),
+                dma <- Dma::new()?,
+                dev,
+            }? Error)),
             mig <- new_mutex!(MigCtl::new()),
             igate <- new_mutex!(()),
-            dev,
+            process,
         }))
     }
 
     /// The device built on the library.
     pub(crate) fn device(&self) -> &D {
-        &self.dev
+        &self.sh.dev
+    }
+
+    /// Guest memory, for a device with [`PciDevice::DMA`]. Its calls sleep:
+    /// a device uses it from a worker, never from the hooks.
+    #[expect(
+        dead_code,
+        reason = "the DMA layer's first user, the NVMe device of issue 14, is not in yet"
+    )]
+    pub(crate) fn dma(&self) -> &Dma {
+        &self.sh.dma
     }
 
     /// A waker that runs the device's [`PciDevice::event`] hook, for its
     /// backend. It does nothing once the device is gone.
     pub(crate) fn waker(&self) -> Waker {
-        self.inner.waker()
+        self.sh.inner.waker()
     }
 
     /// Runs `f` on the device's state (for debug output).
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&D::State, &Ctx) -> R) -> R {
-        let g = self.inner.lock();
+        let g = self.sh.inner.lock();
         f(&g.dev, &g.ctx)
     }
 
     /// Runs `f` on the device's state to change a setting of the instance
     /// (from a sysfs attribute, not from the guest).
     pub(crate) fn with_state_mut<R>(&self, f: impl FnOnce(&mut D::State) -> R) -> R {
-        let mut g = self.inner.lock();
+        let mut g = self.sh.inner.lock();
         f(&mut g.dev)
     }
 
@@ -400,7 +532,7 @@ impl<D: PciDevice> PciCore<D> {
     /// Device region `index` (`VFIO_PCI_NUM_REGIONS` and up), if there is one.
     fn dev_region(&self, index: u32) -> Option<&DevRegion> {
         let i = index.checked_sub(VFIO_PCI_NUM_REGIONS)?;
-        self.dev.regions().get(i as usize)
+        self.sh.dev.regions().get(i as usize)
     }
 
     /// The parts of region `index` userspace may map: a BAR's memory.
@@ -428,14 +560,14 @@ impl<D: PciDevice> PciCore<D> {
         }
         info.flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
         // At most `MAX_DEV_REGIONS`, checked at creation.
-        info.num_regions = VFIO_PCI_NUM_REGIONS + self.dev.regions().len() as u32;
+        info.num_regions = VFIO_PCI_NUM_REGIONS + self.sh.dev.regions().len() as u32;
         info.num_irqs = VFIO_PCI_NUM_IRQS;
         u.write_obj(&info)?;
         Ok(0)
     }
 
     fn reset(&self) {
-        let mut g = self.inner.lock();
+        let mut g = self.sh.inner.lock();
         let Inner { ctx, dev, .. } = &mut *g;
         // A device reset also ends a migration stop (the caller moved the
         // migration state back to RUNNING); a Function Level Reset does not.
@@ -457,15 +589,49 @@ impl<D: PciDevice> PciCore<D> {
 #[vtable]
 impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
     const NAME: &'static CStr = D::NAME;
+    const DMA: bool = D::DMA;
+
+    fn attach(&self, dev: VfioDev) {
+        self.sh.dma.attach(dev);
+    }
+
+    fn open_device(&self) -> Result {
+        self.sh.dma.open();
+        Ok(())
+    }
+
+    fn dma_unmap(&self, iova: u64, len: u64) {
+        let pinned = self.sh.dma.unmap(iova, len);
+        let mut g = self.sh.inner.lock();
+        let Inner { ctx, dev, .. } = &mut *g;
+        D::dma_unmapped(dev, ctx, iova, len, pinned);
+    }
+
+    fn log_start(&self, ranges: &[(u64, u64)], page_size: &mut u64) -> Result {
+        self.sh.dma.log_start(ranges, page_size)
+    }
+
+    fn log_stop(&self) {
+        self.sh.dma.log_stop();
+    }
+
+    fn log_report(&self, iova: u64, len: u64, bitmap: &DirtyBitmap<'_>) -> Result {
+        self.sh.dma.log_report(iova, len, bitmap)
+    }
 
     fn close_device(&self) {
+        // The device's own users of guest memory stop first; then no copy
+        // or pin survives the user that mapped the memory.
+        self.sh.dev.stop_dma();
+        self.sh.cancel();
+        self.sh.dma.close();
         // Disarmed first, outside the lock: its work item may be running.
-        self.inner.disarm();
+        self.sh.inner.disarm();
         // The last user went: drop every eventfd it left set (after the
         // lock), so nothing leaks and no stale trigger survives to the next
         // open.
         let mut vectors = [const { None }; emul::intrs::VECTORS];
-        let rest = self.inner.lock().ctx.detach_all(&mut vectors);
+        let rest = self.sh.inner.lock().ctx.detach_all(&mut vectors);
         drop(rest);
         drop(vectors);
         // Data files still open fail from now on: the transfer cannot
@@ -541,7 +707,7 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
     }
 
     fn migration_flags(&self) -> u32 {
-        if self.dev.migratable() {
+        if self.sh.dev.migratable() {
             emul::mig::FLAGS
         } else {
             0
@@ -561,7 +727,7 @@ impl<D: PciDevice> vfio::VfioOps for PciCore<D> {
     }
 
     fn request(&self, count: u32) {
-        let signalled = self.inner.lock().ctx.signal_req();
+        let signalled = self.sh.inner.lock().ctx.signal_req();
         if !signalled && count == 0 {
             pr_notice!("device in use and no REQ eventfd set: waiting for userspace to close it\n");
         }

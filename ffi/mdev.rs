@@ -39,17 +39,20 @@ use kernel::{
 
 use super::bindings as vb;
 
-/// The registered mdev driver, as [`Parent::new_registered`] finds it.
+/// A registered mdev driver, as [`Parent::new_registered`] finds it.
 struct Listed {
     name: &'static CStr,
     /// The address of the registration's `struct mdev_driver`.
     raw: usize,
 }
 
+/// The most mdev drivers the module registers (one per device kind).
+const MAX_DRIVERS: usize = 2;
+
 kernel::sync::global_lock! {
     // SAFETY: `init_globals` initialises it, once, from module init, before
     // any registration exists to use it.
-    unsafe(uninit) static DRIVER: Mutex<Option<Listed>> = None;
+    unsafe(uninit) static DRIVER: Mutex<[Option<Listed>; MAX_DRIVERS]> = [const { None }; MAX_DRIVERS];
 }
 
 /// Prepares this module's global state. The module's init calls it first.
@@ -242,10 +245,21 @@ impl<T: Driver> Registration<T> {
                     (*drv).driver.dev_groups = attrs.groups.as_ptr();
                     to_result(vb::mdev_register_driver(drv))?;
                 }
-                *DRIVER.lock() = Some(Listed {
-                    name: T::NAME,
-                    raw: drv as usize,
-                });
+                let mut listed = DRIVER.lock();
+                match listed.iter_mut().find(|l| l.is_none()) {
+                    Some(slot) => {
+                        *slot = Some(Listed {
+                            name: T::NAME,
+                            raw: drv as usize,
+                        })
+                    }
+                    None => {
+                        drop(listed);
+                        // SAFETY: Registered just above; nothing uses it yet.
+                        unsafe { vb::mdev_unregister_driver(drv) };
+                        return Err(ENOSPC);
+                    }
+                }
                 Ok::<(), Error>(())
             }),
             _t: PhantomData,
@@ -262,11 +276,13 @@ impl<T: Driver> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
         {
             let mut listed = DRIVER.lock();
-            if listed
-                .as_ref()
-                .is_some_and(|l| l.raw == self.raw.get() as usize)
-            {
-                *listed = None;
+            for slot in listed.iter_mut() {
+                if slot
+                    .as_ref()
+                    .is_some_and(|l| l.raw == self.raw.get() as usize)
+                {
+                    *slot = None;
+                }
             }
         }
         // SAFETY: By the type invariant the driver is registered; this is the
@@ -404,8 +420,9 @@ impl<T: Driver> Parent<T> {
                 // unlisted (and then unregistered) half way.
                 let listed = DRIVER.lock();
                 let drv = listed
-                    .as_ref()
-                    .filter(|l| l.name == T::NAME)
+                    .iter()
+                    .flatten()
+                    .find(|l| l.name == T::NAME)
                     .ok_or(ENODEV)?
                     .raw as *mut vb::mdev_driver;
                 // SAFETY: As in `Parent::new`; `drv` is a registered driver:

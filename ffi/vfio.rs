@@ -10,8 +10,12 @@
 //! it as a boxed pointer set right after allocation and dropped from the
 //! `release` op, so the data lives exactly as long as the VFIO device.
 
-use super::{bindings as vb, mem::Mapping};
-use core::marker::PhantomData;
+use super::{
+    bindings as vb,
+    dma::{self, DirtyBitmap, VfioDev},
+    mem::Mapping,
+};
+use core::{marker::PhantomData, ptr::NonNull};
 use kernel::{
     bindings,
     error::{from_err_ptr, from_result, to_result, VTABLE_DEFAULT_ERROR},
@@ -290,6 +294,38 @@ pub(crate) trait VfioOps: Sized + Send + Sync {
     fn migration_data_size(&self) -> Result<usize> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// Whether the device reaches guest memory. Only such a device gets the
+    /// `dma_unmap` op (without it `vfio_pin_pages()` refuses) and the DMA
+    /// logging ops below; any other device that migrates truthfully logs
+    /// nothing.
+    const DMA: bool = false;
+
+    /// The device's VFIO device, for DMA ([`VfioDev`]): handed over once,
+    /// before the device is registered.
+    fn attach(&self, _dev: VfioDev) {}
+
+    /// The `len` bytes of guest memory at `iova` are being unmapped: before
+    /// this returns the device stops using them and unpins every page it
+    /// pinned there. May come before `open_device` and after close.
+    fn dma_unmap(&self, _iova: u64, _len: u64) {}
+
+    /// `DMA_LOGGING_START` over `(iova, length)` ranges (the core checked
+    /// that they are aligned to the page size asked for, and do not overlap
+    /// or wrap). The device may change `page_size` to the granularity it
+    /// logs at, which userspace then reads back.
+    fn log_start(&self, _ranges: &[(u64, u64)], _page_size: &mut u64) -> Result {
+        Ok(())
+    }
+
+    /// `DMA_LOGGING_STOP`.
+    fn log_stop(&self) {}
+
+    /// Part of a `DMA_LOGGING_REPORT`: reports into `bitmap` what the device
+    /// wrote in the `len` bytes at `iova`, and forgets it.
+    fn log_report(&self, _iova: u64, _len: u64, _bitmap: &DirtyBitmap<'_>) -> Result {
+        Ok(())
+    }
 }
 
 /// The allocation the VFIO core makes for a device of ours.
@@ -341,7 +377,7 @@ impl<T: VfioOps> VTable<T> {
         },
         match_: None,
         match_token_uuid: None,
-        dma_unmap: None,
+        dma_unmap: if T::DMA { Some(dma_unmap::<T>) } else { None },
         device_feature: None,
     };
 
@@ -360,6 +396,82 @@ impl<T: VfioOps> VTable<T> {
     const fn mig_ops() -> &'static vb::vfio_migration_ops {
         &Self::MIG
     }
+
+    const LOG: vb::vfio_log_ops = vb::vfio_log_ops {
+        log_start: Some(dev_log_start::<T>),
+        log_stop: Some(dev_log_stop::<T>),
+        log_read_and_clear: Some(dev_log_read_and_clear::<T>),
+    };
+
+    /// The DMA logging table: the device's own if it does DMA.
+    const fn log_ops() -> &'static vb::vfio_log_ops {
+        if T::DMA {
+            &Self::LOG
+        } else {
+            &NO_DMA_LOG_OPS
+        }
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours (any time, even
+/// before it is opened).
+unsafe extern "C" fn dma_unmap<T: VfioOps>(vdev: *mut vb::vfio_device, iova: u64, len: u64) {
+    // SAFETY: Registered devices have their data set until release.
+    unsafe { data::<T>(vdev) }.dma_unmap(iova, len);
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours, with its tree of
+/// `nnodes` ranges and a valid page size pointer, under its own lock.
+unsafe extern "C" fn dev_log_start<T: VfioOps>(
+    vdev: *mut vb::vfio_device,
+    ranges: *mut bindings::rb_root_cached,
+    nnodes: u32,
+    page_size: *mut u64,
+) -> c_int {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    from_result(|| {
+        // SAFETY: The core's tree for this call.
+        let ranges = unsafe { dma::log_ranges(ranges, nnodes) }?;
+        // SAFETY: The core passes its own copy of the page size.
+        let page_size = unsafe { &mut *page_size };
+        d.log_start(&ranges, page_size).map(|()| 0)
+    })
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours.
+unsafe extern "C" fn dev_log_stop<T: VfioOps>(vdev: *mut vb::vfio_device) -> c_int {
+    // SAFETY: Registered devices have their data set until release.
+    unsafe { data::<T>(vdev) }.log_stop();
+    0
+}
+
+/// # Safety
+///
+/// Called by the VFIO core on a registered device of ours, with the bitmap
+/// of the current report, for one window of it.
+unsafe extern "C" fn dev_log_read_and_clear<T: VfioOps>(
+    vdev: *mut vb::vfio_device,
+    iova: c_ulong,
+    length: c_ulong,
+    dirty: *mut bindings::iova_bitmap,
+) -> c_int {
+    // SAFETY: Registered devices have their data set until release.
+    let d = unsafe { data::<T>(vdev) };
+    from_result(|| {
+        let dirty = NonNull::new(dirty).ok_or(EINVAL)?;
+        // SAFETY: The core's bitmap for this call; the value is dropped
+        // before the call returns.
+        let bitmap = unsafe { DirtyBitmap::new(dirty) };
+        d.log_report(iova as u64, length as u64, &bitmap)
+            .map(|()| 0)
+    })
 }
 
 /// Dirty-page logging for a device that does no DMA.
@@ -885,6 +997,11 @@ impl<T: VfioOps> Registration<T> {
         } else {
             0
         };
+        if let Some(v) = NonNull::new(vdev) {
+            // SAFETY: `vdev` is ours, and the handle goes to the data that
+            // becomes its own just below, dropped when it is released.
+            data.attach(unsafe { VfioDev::new(v) });
+        }
         // SAFETY: The allocation is a zeroed `Raw<T>`; storing the data
         // transfers its ownership to the allocation (see `release`). The data
         // stays pinned: it is only ever dropped in place, never moved.
@@ -895,7 +1012,7 @@ impl<T: VfioOps> Registration<T> {
             unsafe {
                 (*vdev).migration_flags = flags;
                 (*vdev).mig_ops = VTable::<T>::mig_ops();
-                (*vdev).log_ops = &NO_DMA_LOG_OPS;
+                (*vdev).log_ops = VTable::<T>::log_ops();
             }
         }
         // SAFETY: `vdev` was fully set up above.

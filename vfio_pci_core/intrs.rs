@@ -47,15 +47,15 @@ impl<D: PciDevice> IrqHost for PciCore<D> {
     }
 
     fn locked<R>(&self, f: impl FnOnce(&mut Ctx) -> R) -> R {
-        f(&mut self.inner.lock().ctx)
+        f(&mut self.sh.inner.lock().ctx)
     }
 
     fn arm_unmask(&self, fd: i32) -> Result {
-        self.inner.arm(fd)
+        self.sh.inner.arm(fd)
     }
 
     fn disarm_unmask(&self) {
-        self.inner.disarm();
+        self.sh.inner.disarm();
     }
 }
 
@@ -63,7 +63,7 @@ impl<D: PciDevice> PciCore<D> {
     /// What `VFIO_DEVICE_GET_IRQ_INFO` reports for interrupt index `index`.
     pub(super) fn irq_info(&self, index: u32) -> Option<IrqInfo> {
         let msix = self.msix.as_ref().map_or(0, |l| l.vectors);
-        irq::irq_info(index, &self.reset_cfg, self.dev.msi_vectors(), msix)
+        irq::irq_info(index, &self.reset_cfg, self.sh.dev.msi_vectors(), msix)
     }
 
     /// `VFIO_DEVICE_GET_IRQ_INFO`.

@@ -342,7 +342,7 @@ impl<D: PciDevice> PciCore<D> {
     fn mig_id(&self) -> Identity<'static> {
         Identity {
             name: D::NAME.to_bytes(),
-            variant: self.dev.mig_variant(),
+            variant: self.sh.dev.mig_variant(),
         }
     }
 
@@ -373,7 +373,7 @@ impl<D: PciDevice> PciCore<D> {
                         Ok(())
                     })?;
                 }
-                self.dev.save(&g.dev, w)
+                self.sh.dev.save(&g.dev, w)
             })?;
         }
         Ok(())
@@ -386,7 +386,7 @@ impl<D: PciDevice> PciCore<D> {
     fn snapshot(&self, sizes: &mut [usize; 3], r: Records, d: &mut FileData) -> Result {
         let slot = sizes.get_mut(r.slot()).ok_or(EINVAL)?;
         if *slot == 0 {
-            let g = self.inner.lock();
+            let g = self.sh.inner.lock();
             let mut w = Writer::counting();
             self.write_stream(&g, &mut w, r).map_err(kerr)?;
             *slot = w.len();
@@ -394,7 +394,7 @@ impl<D: PciDevice> PciCore<D> {
         let n = *slot;
         let old = d.buf.len();
         let written = d.buf.grow(n).and_then(|out| {
-            let g = self.inner.lock();
+            let g = self.sh.inner.lock();
             let mut w = Writer::new(out);
             // A device whose saved size changed (against the hook's
             // contract) gets `EINVAL` rather than a short stream.
@@ -441,13 +441,13 @@ impl<D: PciDevice> PciCore<D> {
             }
             &[]
         };
-        let mut g = self.inner.lock();
+        let mut g = self.sh.inner.lock();
         let Inner { ctx, dev, .. } = &mut *g;
         // Everything is checked before anything changes: the configuration
         // space first (without changing it), then the device's own sections
         // (the hook checks all before it applies any).
         self.cfg_map.check(cfg).map_err(kerr)?;
-        self.dev.load(dev, &s).map_err(kerr)?;
+        self.sh.dev.load(dev, &s).map_err(kerr)?;
         ctx.cfg
             .restore_changeable(&self.cfg_map, cfg)
             .map_err(kerr)?;
@@ -468,11 +468,11 @@ impl<D: PciDevice> PciCore<D> {
         let out = match step {
             Step::Nothing => None,
             Step::Stop => {
-                self.inner.lock().ctx.stop();
+                self.sh.inner.lock().ctx.stop();
                 None
             }
             Step::Run => {
-                self.inner.lock().ctx.run();
+                self.sh.inner.lock().ctx.run();
                 None
             }
             Step::StartPreCopy | Step::StopCopy => {
@@ -494,7 +494,7 @@ impl<D: PciDevice> PciCore<D> {
                 let f = ctl.saving.as_ref().ok_or(EINVAL)?;
                 // The device stops here (STOP_COPY is a stopped state) before
                 // its state is taken.
-                self.inner.lock().ctx.stop();
+                self.sh.inner.lock().ctx.stop();
                 let mut d = f.data.lock();
                 self.snapshot(
                     &mut ctl.sizes,
@@ -563,7 +563,7 @@ impl<D: PciDevice> PciCore<D> {
 
     /// `MIG_DATA_SIZE`: the bytes a `STOP_COPY` stream would hold now.
     pub(super) fn mig_data_size(&self) -> Result<usize> {
-        let g = self.inner.lock();
+        let g = self.sh.inner.lock();
         let mut w = Writer::counting();
         self.write_stream(
             &g,

@@ -13,7 +13,7 @@ use super::{
         region::{self},
         uapi::*,
     },
-    kerr, Ctx, Inner, PciCore, PciDevice,
+    kerr, Ctx, Inner, Lib, PciCore, PciDevice,
 };
 use crate::ffi::{mem::SharedPage, vfio::UserBuf};
 use core::ops::Range;
@@ -160,7 +160,15 @@ impl<D: PciDevice> PciCore<D> {
         // The part of the buffer the region serves (all of it unless the
         // access runs past the region's end).
         let buf = buf.get_mut(..a.count).ok_or(EINVAL)?;
-        let mut g = self.inner.lock();
+        if let Some(true) = self.process.get(a.index as usize) {
+            // A BAR the device serves in process context, outside the lock.
+            let lib = Lib { sh: &self.sh };
+            self.sh
+                .dev
+                .bar_rw(&lib, a.index as usize, a.offset, buf, write);
+            return Ok(buf.len());
+        }
+        let mut g = self.sh.inner.lock();
         let Inner { ctx, dev, .. } = &mut *g;
         match a.index {
             VFIO_PCI_CONFIG_REGION_INDEX => {

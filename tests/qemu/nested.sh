@@ -23,7 +23,7 @@ wait_for() {
 }
 
 nested_tests() {
-	local l2k=$1 l2i=$2 ur um u1 ux out live qpid t0 rc
+	local l2k=$1 l2i=$2 ur um u1 ux un out live qpid t0 rc
 	if [ ! -r "$l2k" ] || [ ! -r "$l2i" ]; then
 		ok 1 "L2: kernel and initramfs are there" "$l2k $l2i"
 		return
@@ -44,6 +44,12 @@ nested_tests() {
 		"$(write_errno "$u1" "$SUPP/rmdev/mdev_supported_types/rmdev-serial-1/create")" OK
 	expect_eq "L2: create an rmdev PCI Express instance" \
 		"$(write_errno "$ux" "$SUPP/rmdev/mdev_supported_types/rmdev-pcie-serial-1/create")" OK
+	# The mediated NVMe controller, behind a second root port (bus 02): the
+	# guest's stock nvme driver must find its namespace and move data
+	# through it with O_DIRECT (tests/qemu/l2/init, l2.nvme).
+	un=$(new_uuid)
+	expect_eq "L2: create an rmdev NVMe controller" \
+		"$(write_errno "$un" "$SUPP/rmdev_nvme/mdev_supported_types/rmdev_nvme-ram/create")" OK
 	out=$TOP/tests/out/l2-console.log
 	# The log is written to the VM's tmpfs: a file QEMU is still writing on
 	# the 9p share cannot be read back meanwhile.
@@ -57,8 +63,10 @@ nested_tests() {
 		-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
 		-display none -nodefaults -no-reboot -serial stdio \
 		-kernel "$l2k" -initrd "$l2i" \
-		-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=01/00.0:4096:4096,00/05.0:1024:15,00/06.0:4096:4096,00/07.0:4096:4096 l2.hold=01/00.0" \
+		-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=8 l2.tests=01/00.0:4096:4096,00/05.0:1024:15,00/06.0:4096:4096,00/07.0:4096:4096 l2.nvme=02/00.0 l2.hold=01/00.0" \
 		-device pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=04.0 \
+		-device pcie-root-port,id=rp2,chassis=2,slot=2,bus=pcie.0,addr=08.0 \
+		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$un,bus=rp2,addr=00.0" \
 		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$ur,bus=rp1,addr=00.0" \
 		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$um,addr=05.0" \
 		-device "vfio-pci,sysfsdev=/sys/bus/mdev/devices/$u1,addr=06.0" \
@@ -83,9 +91,11 @@ nested_tests() {
 	renumber < <(grep -E '^(#|(not )?ok - )' "$out" | tr -d '\r')
 	grep -q '4348:0x3253 driver=serial' "$out"
 	ok $? "L2: 8250_pci binds the devices"
+	grep -q '4348:0x3254 driver=nvme' "$out"
+	ok $? "L2: the stock nvme driver binds the rmdev NVMe controller"
 	[ ! -e "/sys/bus/mdev/devices/$ur" ]
 	ok $? "L2: the rmdev instance is gone"
-	for u in "$um" "$u1" "$ux"; do
+	for u in "$um" "$u1" "$ux" "$un"; do
 		write_errno 1 "/sys/bus/mdev/devices/$u/remove" >/dev/null
 	done
 }

@@ -52,6 +52,8 @@ struct Irqs<E> {
     stopped: bool,
     /// An MSI edge arrived while stopped, to send when the device runs.
     held: bool,
+    /// Vectors [`Ctx::pulse`]d while stopped, to send when the device runs.
+    held_vectors: u32,
 }
 
 /// Eventfds taken out of the interrupt state, to be dropped by the caller
@@ -84,6 +86,7 @@ impl<E: Signal> Ctx<E> {
                 delivered: 0,
                 stopped: false,
                 held: false,
+                held_vectors: 0,
             },
         }
     }
@@ -111,6 +114,33 @@ impl<E: Signal> Ctx<E> {
             return;
         }
         self.change_irq(asserted);
+    }
+
+    /// The interrupt mode userspace enabled, for a device with several
+    /// vectors that must know whether each gets its own message.
+    pub(crate) fn irq_mode(&self) -> IrqMode {
+        self.irqs.mode
+    }
+
+    /// Sends one message on MSI or MSI-X vector `v` (a device with a vector
+    /// per event, as an NVMe completion queue has). An MSI vector the guest
+    /// masked waits in its pending bit; a vector beyond the enabled ones,
+    /// or any vector in INTx mode, sends nothing (an INTx device uses
+    /// [`Ctx::set_irq`]). While the device is stopped the message is held
+    /// and sent when it runs.
+    pub(crate) fn pulse(&mut self, v: u32) {
+        if v as usize >= VECTORS {
+            return;
+        }
+        if self.irqs.stopped {
+            self.irqs.held_vectors |= 1 << v;
+            return;
+        }
+        match self.irqs.mode {
+            IrqMode::Msi => self.send_msi(v),
+            IrqMode::Msix => self.send_vector(v as usize),
+            _ => {}
+        }
     }
 
     fn change_irq(&mut self, asserted: bool) {
@@ -241,6 +271,10 @@ impl<E: Signal> Ctx<E> {
     pub(in crate::vfio_pci_core) fn run(&mut self) {
         self.irqs.stopped = false;
         let held = core::mem::take(&mut self.irqs.held);
+        let pulses = core::mem::take(&mut self.irqs.held_vectors);
+        for v in (0..VECTORS as u32).filter(|v| pulses & (1 << v) != 0) {
+            self.pulse(v);
+        }
         self.send_unmasked_msi();
         if !self.irqs.asserted {
             return;
@@ -263,6 +297,7 @@ impl<E: Signal> Ctx<E> {
         self.irqs.intx_masked = false;
         self.irqs.asserted = false;
         self.irqs.held = false;
+        self.irqs.held_vectors = 0;
     }
 
     /// The level of the device's interrupt line, for migration.
@@ -275,6 +310,7 @@ impl<E: Signal> Ctx<E> {
     pub(in crate::vfio_pci_core) fn load_irq_level(&mut self, asserted: bool) {
         self.irqs.asserted = asserted;
         self.irqs.held = false;
+        self.irqs.held_vectors = 0;
     }
 
     /// Signals the REQ eventfd (the core asks userspace to release the

@@ -549,3 +549,40 @@ fn flr_through_config_space_is_reported_not_performed() {
         "past the end"
     );
 }
+
+#[test]
+fn pulses_go_to_their_own_vector() {
+    let h = Host::new(4);
+    // Nothing in INTx mode or with no mode.
+    h.ctx().pulse(0);
+    assert_eq!(h.ctx().irq_mode(), IrqMode::None);
+    h.set(FD | TRIG, MSI, 0, IrqArgs::Fds(&[5, 6, 7, 8]))
+        .unwrap();
+    assert_eq!(h.ctx().irq_mode(), IrqMode::Msi);
+    h.ctx().pulse(2);
+    h.ctx().pulse(2);
+    h.ctx().pulse(VECTORS as u32);
+    assert_eq!(
+        (h.signals(5), h.signals(6), h.signals(7), h.signals(8)),
+        (0, 0, 2, 0)
+    );
+    // A masked MSI vector waits in its pending bit.
+    h.cfg_write32(MSI_MASK, 1 << 3);
+    h.ctx().pulse(3);
+    assert_eq!(h.signals(8), 0);
+    h.cfg_write32(MSI_MASK, 0);
+    assert_eq!(h.signals(8), 1);
+    // Held while stopped, sent once when the device runs.
+    h.ctx().stop();
+    h.ctx().pulse(1);
+    h.ctx().pulse(1);
+    assert_eq!(h.signals(6), 0);
+    h.ctx().run();
+    assert_eq!(h.signals(6), 1);
+    // A reset forgets what was held.
+    h.ctx().stop();
+    h.ctx().pulse(0);
+    h.ctx().reset_irqs(true);
+    h.ctx().run();
+    assert_eq!(h.signals(5), 0);
+}
