@@ -117,7 +117,6 @@ struct Ctl {
 pub(crate) struct Nvme {
     /// In its own allocation: the library moves the device into place.
     ctl: Pin<KBox<Mutex<Ctl>>>,
-    cfg: KBox<Config>,
     ns: Arc<RamNs>,
     _taken: Taken,
 }
@@ -142,11 +141,9 @@ impl Nvme {
     fn sync(&self, c: &mut Ctl, lib: &Lib<'_, Self>) {
         let (resets, mode) = lib.with_state(|s, ctx| (s.resets, model_mode(ctx.irq_mode())));
         if resets != c.resets {
-            // The configuration was checked when the instance was made.
-            if let Ok(fresh) = Controller::new(&self.cfg, mode) {
-                *c.ctrl = fresh;
-                c.mode = mode;
-            }
+            // Requests run synchronously under the mutex, so none is
+            // outstanding: the reset completes at once.
+            let _ = c.ctrl.function_reset();
             c.resets = resets;
         }
         if mode != c.mode {
@@ -261,6 +258,7 @@ impl Nvme {
         let taken = Taken(src.pool.clone());
         let cfg = KBox::new(Self::config_for(src, serial), GFP_KERNEL)?;
         let ctrl = Controller::new(&cfg, IrqMode::Intx).map_err(|_| EINVAL)?;
+        drop(cfg);
         let ctrl = KBox::new(ctrl, GFP_KERNEL)?;
         let ctl = KBox::pin_init(
             new_mutex!(Ctl {
@@ -273,7 +271,6 @@ impl Nvme {
         )?;
         let dev = Nvme {
             ctl,
-            cfg,
             ns: src.ns.clone(),
             _taken: taken,
         };
