@@ -14,15 +14,17 @@
 //! is an [`crate::ffi::mdev::Parent`] on some device with the serial types of
 //! [`crate::sysfs::lifecycle`].
 //!
-//! [`nvme`] is the kernel-free model of an NVMe controller (issue 14); no
-//! parent offers it yet.
+//! The second personality is an NVMe controller ([`nvme_dev`]): the
+//! kernel-free model of [`nvme`] and the PCI face of [`nvme_pci`] on the
+//! library, offered by a parent of its own ([`virt::NvmeParent`]) with a
+//! namespace in host RAM.
 
 pub(crate) mod card;
 pub(crate) mod hwport;
 pub(crate) mod mediate;
 #[expect(
     dead_code,
-    reason = "the glue that plugs the NVMe model in comes with the DMA layer"
+    reason = "the glue does not use the model's migration stream and namespace changes yet"
 )]
 pub(crate) mod nvme;
 pub(crate) mod nvme_dev;

@@ -10,6 +10,9 @@
 //! qemu-system-x86_64 ... -device vfio-pci,sysfsdev=/sys/bus/mdev/devices/$uuid
 //! ```
 //!
+//! A second parent, `rmdev_nvme`, offers mediated NVMe controllers
+//! (`rmdev_nvme-ram`).
+//!
 //! The crate has four parts: [`vfio_pci_core`] (the virtual PCI function
 //! library), [`mdev_parent`] (the parent driver and device personalities),
 //! [`sysfs`] (the type lifecycle) and [`ffi`] (bindings and safe wrappers,
